@@ -1,0 +1,78 @@
+"""Names on the OpenTelemetry side: span names, attributes, events, links.
+
+These are a contract (DESIGN.md §2; docs/mapping.md explains each one): tests
+and users' queries depend on them, so they live in one place.
+"""
+
+from __future__ import annotations
+
+# Span names (low cardinality): "task <label>", "resource <type>", "async_op <source>", "poll".
+TASK_SPAN = "task {}"
+RESOURCE_SPAN = "resource {}"
+ASYNC_OP_SPAN = "async_op {}"
+POLL_SPAN = "poll"
+
+# Source locations (OpenTelemetry code.* semantic conventions), always user code.
+CODE_FILE_PATH = "code.file.path"
+CODE_LINE_NUMBER = "code.line.number"
+CODE_FUNCTION_NAME = "code.function.name"
+
+# Tasks.
+TASK_ID = "asyncio.task.id"
+TASK_NAME = "asyncio.task.name"
+TASK_COROUTINE = "asyncio.task.coroutine"
+TASK_PARENT_ID = "asyncio.task.parent_id"
+TASK_ADOPTED = "asyncio.task.adopted"
+TASK_OUTCOME = "asyncio.task.outcome"
+TASK_POLLS = "asyncio.task.polls"
+TASK_BUSY = "asyncio.task.busy_duration"
+TASK_SCHEDULED = "asyncio.task.scheduled_duration"
+TASK_IDLE = "asyncio.task.idle_duration"
+TASK_WAKES = "asyncio.task.wakes"
+TASK_SELF_WAKES = "asyncio.task.self_wakes"
+TASK_WAKER_CLONES = "asyncio.task.waker_clones"
+TASK_WAKER_DROPS = "asyncio.task.waker_drops"
+
+# Resources.
+RESOURCE_ID = "asyncio.resource.id"
+RESOURCE_CONCRETE_TYPE = "asyncio.resource.concrete_type"
+RESOURCE_KIND = "asyncio.resource.kind"
+RESOURCE_IS_INTERNAL = "asyncio.resource.is_internal"
+RESOURCE_ADOPTED = "asyncio.resource.adopted"
+RESOURCE_PARENT_ID = "asyncio.resource.parent_id"
+#: Prefix of a resource span's state attributes: ``asyncio.resource.state.locked``.
+RESOURCE_STATE_PREFIX = "asyncio.resource.state."
+
+# Async operations.
+ASYNC_OP_ID = "asyncio.async_op.id"
+ASYNC_OP_SOURCE = "asyncio.async_op.source"
+ASYNC_OP_OUTCOME = "asyncio.async_op.outcome"
+ASYNC_OP_POLLS = "asyncio.async_op.polls"
+ASYNC_OP_STATE_PREFIX = "asyncio.async_op.state."
+POLL_IS_READY = "asyncio.poll.is_ready"
+
+# Wakers.
+WAKER_TASK_ID = "asyncio.waker.task.id"
+WAKE_CAUSE = "asyncio.wake.cause"
+WAKE_SELF = "asyncio.wake.self"
+WAKER_DROP_REASON = "asyncio.waker.drop_reason"
+AWAITED_TASK_ID = "asyncio.awaited_task.id"
+
+# Links: why a span points at another one.
+LINK_RELATION = "asyncio.link.relation"
+LINK_SPAWNED_BY = "spawned_by"
+LINK_AWAITED_BY = "awaited_by"
+LINK_RESOURCE = "resource"
+LINK_WOKEN_BY = "woken_by"
+
+#: Set on spans still open when the program ended (flushed, not finished).
+UNFINISHED = "asyncio.unfinished"
+
+# Events (Tokio's names).
+EVENT_STATE_UPDATE = "state_update"
+EVENT_POLL_OP = "poll_op"
+EVENT_WAKER_CLONE = "waker.clone"
+EVENT_WAKER_WAKE = "waker.wake"
+EVENT_WAKER_DROP = "waker.drop"
+EVENT_OP_NAME = "op_name"
+EVENT_IS_READY = "is_ready"

@@ -1,0 +1,1 @@
+"""Exporting spans: provider set-up, the console view, export reports."""

@@ -1,0 +1,260 @@
+"""The console view: the default exporter, needing no server.
+
+It keeps the spans it is given and, when the provider shuts down, prints one
+indented tree per trace on stderr: tasks, resources, async ops and polls with
+their durations and statistics, state updates, and who woke whom. Memory is
+bounded: past ``max_spans`` spans are counted, not kept.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.trace import StatusCode
+
+from ..bridge import semconv as sc
+
+
+def use_color(stream: TextIO) -> bool:
+    """Color on a terminal, unless NO_COLOR says otherwise (FORCE_COLOR forces)."""
+    if os.environ.get("NO_COLOR"):
+        return False
+    if os.environ.get("FORCE_COLOR"):
+        return True
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
+
+
+class _Style:
+    CODES = {
+        "task": "36",
+        "resource": "35",
+        "async_op": "33",
+        "poll": "2",
+        "dim": "2",
+        "error": "31",
+        "bold": "1",
+    }
+
+    def __init__(self, color: bool) -> None:
+        self.color = color
+
+    def __call__(self, kind: str, text: str) -> str:
+        if not self.color or kind not in self.CODES:
+            return text
+        return f"\x1b[{self.CODES[kind]}m{text}\x1b[0m"
+
+
+def _ms(ns: int) -> str:
+    ms = ns / 1e6
+    if ms >= 1000:
+        return f"{ms / 1000:.2f}s"
+    return f"{ms:.3f}ms" if ms < 1 else f"{ms:.1f}ms"
+
+
+def _value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float):
+        return _ms(int(v * 1e9))
+    return str(v)
+
+
+class ConsoleTreeExporter(SpanExporter):
+    """Collects spans; renders them as trees on shutdown."""
+
+    def __init__(
+        self, stream: TextIO | None = None, max_spans: int = 10000, color: bool | None = None
+    ) -> None:
+        self._stream = stream
+        self._max = max_spans
+        self._color = color
+        self._spans: list[ReadableSpan] = []
+        self.omitted = 0
+        self._done = False
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        room = self._max - len(self._spans)
+        self._spans.extend(spans[: max(room, 0)])
+        self.omitted += max(len(spans) - max(room, 0), 0)
+        return SpanExportResult.SUCCESS
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+    def shutdown(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        stream = self._stream or sys.stderr
+        color = use_color(stream) if self._color is None else self._color
+        try:
+            stream.write(render(self._spans, _Style(color), self.omitted))
+            stream.flush()
+        except (OSError, ValueError):
+            pass  # stderr closed at exit: nothing left to show it on
+        self._spans = []
+
+
+def render(spans: Sequence[ReadableSpan], style: Any = None, omitted: int = 0) -> str:
+    """The text of the console view for these spans."""
+    style = style or _Style(False)
+    traces: dict[int, list[ReadableSpan]] = defaultdict(list)
+    for span in spans:
+        if span.context is not None:
+            traces[span.context.trace_id].append(span)
+    out: list[str] = []
+    for trace_id, members in sorted(traces.items(), key=lambda kv: min(s.start_time or 0 for s in kv[1])):
+        out.extend(_render_trace(trace_id, members, style))
+    if omitted:
+        out.append(f"... {omitted} more spans not shown (console view keeps the first {len(spans)})")
+    return "\n".join(out) + ("\n" if out else "")
+
+
+def _render_trace(trace_id: int, spans: list[ReadableSpan], style: Any) -> list[str]:
+    ids = {s.context.span_id for s in spans if s.context is not None}
+    children: dict[int | None, list[ReadableSpan]] = defaultdict(list)
+    for s in spans:
+        parent = s.parent.span_id if s.parent is not None and s.parent.span_id in ids else None
+        children[parent].append(s)
+    for kids in children.values():
+        kids.sort(key=lambda s: (s.start_time or 0, s.context.span_id if s.context else 0))
+    start = min(s.start_time or 0 for s in spans)
+    end = max(s.end_time or 0 for s in spans)
+    labels = {
+        s.attributes[sc.TASK_ID]: s.name[len("task ") :]
+        for s in spans
+        if s.attributes and s.name.startswith("task ") and sc.TASK_ID in s.attributes
+    }
+    lines = [
+        style("bold", f"trace {trace_id:032x}") + style("dim", f"  {len(spans)} spans, {_ms(end - start)}")
+    ]
+    roots = children[None]
+    for i, root in enumerate(roots):
+        _render_span(root, children, lines, "", i == len(roots) - 1, start, labels, style)
+    lines.append("")
+    return lines
+
+
+def _render_span(
+    span: ReadableSpan,
+    children: dict[int | None, list[ReadableSpan]],
+    lines: list[str],
+    prefix: str,
+    last: bool,
+    t0: int,
+    labels: dict[Any, str],
+    style: Any,
+) -> None:
+    branch = "└─ " if last else "├─ "
+    lines.append(prefix + branch + _headline(span, labels, style))
+    inner = prefix + ("   " if last else "│  ")
+    kids = children.get(span.context.span_id if span.context else None, [])
+    bar = "│ " if kids else "  "
+    for event in span.events:
+        text = _event_text(event.name, dict(event.attributes or {}), labels)
+        if text:
+            lines.append(inner + bar + style("dim", f"· +{_ms(event.timestamp - t0)} ") + text)
+    for i, kid in enumerate(kids):
+        _render_span(kid, children, lines, inner, i == len(kids) - 1, t0, labels, style)
+
+
+def _headline(span: ReadableSpan, labels: dict[Any, str], style: Any) -> str:
+    attrs = dict(span.attributes or {})
+    kind = span.name.split(" ", 1)[0]
+    duration = (span.end_time or 0) - (span.start_time or 0)
+    parts = [style(kind, span.name), _ms(duration)]
+    ident = _identity(kind, attrs)
+    if ident:
+        parts.insert(1, style("dim", ident))
+    if kind == "task":
+        parts.append(_task_summary(attrs, style))
+    elif kind == "resource":
+        parts.append(_state_summary(attrs))
+    elif kind == "async_op":
+        parts.append(_op_summary(attrs, labels))
+    elif kind == "poll":
+        ready = attrs.get(sc.POLL_IS_READY)
+        parts.append("ready" if ready else "pending" if ready is not None else "")
+    if span.status.status_code is StatusCode.ERROR:
+        parts.append(style("error", f"error: {span.status.description}"))
+    if attrs.get(sc.UNFINISHED):
+        parts.append(style("error", "unfinished at exit"))
+    where = attrs.get(sc.CODE_FILE_PATH)
+    if where and kind != "poll":
+        parts.append(style("dim", f"[{os.path.basename(str(where))}:{attrs.get(sc.CODE_LINE_NUMBER)}]"))
+    return "  ".join(p for p in parts if p)
+
+
+def _identity(kind: str, attrs: dict[str, Any]) -> str:
+    key = {"task": sc.TASK_ID, "resource": sc.RESOURCE_ID, "async_op": sc.ASYNC_OP_ID}.get(kind)
+    return f"#{attrs[key]}" if key and key in attrs else ""
+
+
+def _task_summary(attrs: dict[str, Any], style: Any) -> str:
+    outcome = attrs.get(sc.TASK_OUTCOME, "")
+    stats = (
+        f"polls={attrs.get(sc.TASK_POLLS, 0)} busy={_value(attrs.get(sc.TASK_BUSY, 0.0))} "
+        f"sched={_value(attrs.get(sc.TASK_SCHEDULED, 0.0))} idle={_value(attrs.get(sc.TASK_IDLE, 0.0))} "
+        f"wakes={attrs.get(sc.TASK_WAKES, 0)} self={attrs.get(sc.TASK_SELF_WAKES, 0)}"
+    )
+    shown = style("error", outcome) if outcome in ("error", "lost") else outcome
+    return f"{shown}  {stats}"
+
+
+def _state_summary(attrs: dict[str, Any]) -> str:
+    prefix = sc.RESOURCE_STATE_PREFIX
+    return " ".join(f"{k[len(prefix) :]}={_value(v)}" for k, v in attrs.items() if k.startswith(prefix))
+
+
+def _op_summary(attrs: dict[str, Any], labels: dict[Any, str]) -> str:
+    parts = [str(attrs.get(sc.ASYNC_OP_OUTCOME, ""))]
+    if sc.WAKER_TASK_ID in attrs:
+        parts.append(f"woken by {_task_label(attrs[sc.WAKER_TASK_ID], labels)}")
+    if sc.TASK_ID in attrs:
+        parts.append(f"awaited by {_task_label(attrs[sc.TASK_ID], labels)}")
+    return "  ".join(p for p in parts if p)
+
+
+def _task_label(task_id: Any, labels: dict[Any, str]) -> str:
+    label = labels.get(task_id)
+    return f"task #{task_id} ({label})" if label else f"task #{task_id}"
+
+
+def _event_text(name: str, attrs: dict[str, Any], labels: dict[Any, str]) -> str:
+    if name == sc.EVENT_STATE_UPDATE:
+        return "state_update " + " ".join(
+            f"{k}={_value(v)}" + (f" ({attrs[k + '.op']})" if k + ".op" in attrs else "")
+            for k, v in attrs.items()
+            if not k.endswith((".op", ".unit"))
+        )
+    if name == sc.EVENT_WAKER_WAKE:
+        text = f"waker.wake ({attrs.get(sc.WAKE_CAUSE)})"
+        if sc.WAKER_TASK_ID in attrs and not attrs.get(sc.WAKE_SELF):
+            text += f" by {_task_label(attrs[sc.WAKER_TASK_ID], labels)}"
+        return text + _via(attrs)
+    if name == sc.EVENT_WAKER_CLONE:
+        text = "waker.clone"
+        if sc.AWAITED_TASK_ID in attrs:
+            text += f" awaiting {_task_label(attrs[sc.AWAITED_TASK_ID], labels)}"
+        return text + _via(attrs)
+    if name == sc.EVENT_WAKER_DROP:
+        return f"waker.drop ({attrs.get(sc.WAKER_DROP_REASON)})" + _via(attrs)
+    if name == "exception":
+        return f"exception {attrs.get('exception.type')}: {attrs.get('exception.message')}"
+    return ""
+
+
+def _via(attrs: dict[str, Any]) -> str:
+    parts = []
+    if sc.RESOURCE_ID in attrs:
+        parts.append(f"resource #{attrs[sc.RESOURCE_ID]}")
+    if sc.ASYNC_OP_ID in attrs:
+        parts.append(f"op #{attrs[sc.ASYNC_OP_ID]}")
+    return (" via " + ", ".join(parts)) if parts else ""

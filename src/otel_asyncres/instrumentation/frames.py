@@ -1,0 +1,92 @@
+"""Where in user code something happened.
+
+DESIGN.md §2 wants ``code.*`` attributes that point at user code, never at
+asyncio or at this package, so a location is the first frame, walking outwards,
+whose file lies outside those directories. Locations are interned per
+(code object, line): a server spawns from the same few lines millions of times.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from types import CodeType, FrameType
+from typing import Any
+
+from ..records import Location
+
+_ASYNCIO_DIR = os.path.dirname(asyncio.__file__) + os.sep
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+_SKIPPED = (_ASYNCIO_DIR, _PACKAGE_DIR)
+
+_CACHE_LIMIT = 65536
+_locations: dict[tuple[CodeType, int], Location] = {}
+
+
+def is_internal_file(filename: str) -> bool:
+    """True for asyncio's and this package's own source files."""
+    return filename.startswith(_SKIPPED)
+
+
+def is_asyncio_file(filename: str) -> bool:
+    return filename.startswith(_ASYNCIO_DIR)
+
+
+def location_of(frame: FrameType) -> Location:
+    """The (interned) location a frame is currently at."""
+    code = frame.f_code
+    key = (code, frame.f_lineno)
+    loc = _locations.get(key)
+    if loc is None:
+        if len(_locations) >= _CACHE_LIMIT:
+            _locations.clear()
+        name = getattr(code, "co_qualname", code.co_name)
+        loc = _locations[key] = Location(code.co_filename, frame.f_lineno, name)
+    return loc
+
+
+def user_location() -> Location | None:
+    """The innermost frame of the caller's stack that belongs to user code."""
+    frame: FrameType | None = sys._getframe(1)
+    while frame is not None:
+        if not frame.f_code.co_filename.startswith(_SKIPPED):
+            return location_of(frame)
+        frame = frame.f_back
+    return None
+
+
+def caller_is_user_code(depth: int = 1) -> bool:
+    """Whether the function ``depth`` levels up was called from outside asyncio
+    and this package (the immediate caller only, no walk)."""
+    try:
+        return not sys._getframe(depth + 1).f_code.co_filename.startswith(_SKIPPED)
+    except ValueError:
+        return False
+
+
+def innermost_await_frame(coro: Any) -> FrameType | None:
+    """The frame a suspended coroutine chain is parked in.
+
+    Follows ``cr_await`` (coroutines), ``gi_yieldfrom`` (generator-based
+    awaitables) and ``ag_await`` down to the last object that has a frame. The
+    chain ends at a C awaitable such as a Future's iterator, whose awaiting frame
+    is the one returned.
+    """
+    frame = None
+    obj = coro
+    for _ in range(256):  # guards against pathological self-referencing chains
+        f = getattr(obj, "cr_frame", None)
+        if f is not None:
+            frame, obj = f, obj.cr_await
+            continue
+        f = getattr(obj, "gi_frame", None)
+        if f is not None:
+            frame, obj = f, obj.gi_yieldfrom
+            continue
+        f = getattr(obj, "ag_frame", None)
+        if f is not None:
+            frame, obj = f, obj.ag_await
+            continue
+        break
+    return frame

@@ -1,0 +1,295 @@
+"""Futures used as one-shot channels: the resource ``asyncio.Future``.
+
+A future that user code creates and a task awaits is Tokio's one-shot: a sender
+sets a value once, a receiver waits for it. Its state is ``value_sent``,
+``value_received`` and ``cancelled``; awaiting it is the async op
+``Future.__await__``.
+
+The C ``Future`` cannot be patched, so seeing every path needs an object we can
+see into. ``loop.create_future()`` called from user code (the way asyncio's
+documentation asks futures to be made) returns a ``Future`` subclass whose
+``set_result``, ``set_exception``, ``cancel``, ``result`` and ``__await__`` also
+record; it is named ``Future`` so its repr is unchanged, and ``__await__``
+returns the C iterator itself, so no frame of ours shows in a traceback. A plain
+``asyncio.Future()`` (a constructor call we cannot intercept) is adopted when a
+task first parks on it from user code; what happened to it before that (a
+value set before anyone awaited) cannot be seen. Futures that asyncio makes for
+itself (a sleep's timer, a lock's waiter, ``shield``, ``run_in_executor``) are
+not resources here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import weakref
+from time import time_ns
+from typing import Any
+
+from ..recorder import Recorder
+from ..records import (
+    AsyncOpClosed,
+    AsyncOpCreated,
+    AsyncOpPollStarted,
+    Outcome,
+    PollOp,
+    ResourceClosed,
+    ResourceCreated,
+    ResourceStateUpdated,
+    next_op_id,
+    next_resource_id,
+)
+from .frames import caller_is_user_code, innermost_await_frame, is_internal_file, location_of, user_location
+from .patching import Patcher
+from .tasks import TaskState, TaskTracker, Wait, _definitions
+
+CONCRETE_TYPE = "asyncio.Future"
+KIND = "Sync"
+SOURCE = "Future.__await__"
+
+_PLAIN_FUTURES = tuple({asyncio.Future, getattr(asyncio.futures, "_PyFuture", asyncio.Future)})
+
+
+class _OneShotState:
+    """Per-future flags, so each state change is recorded once."""
+
+    __slots__ = ("resource_id", "sent", "received", "cancelled")
+
+    def __init__(self, resource_id: int) -> None:
+        self.resource_id = resource_id
+        self.sent = False
+        self.received = False
+        self.cancelled = False
+
+
+#: The live FutureResources, or None when not instrumented: futures made while
+#: instrumented outlive ``uninstrument()`` and then behave as plain futures.
+_active: FutureResources | None = None
+
+
+class Future(asyncio.Future):  # type: ignore[type-arg]
+    """An ``asyncio.Future`` that reports its one-shot state changes."""
+
+    __slots__ = ("_asyncres",)
+    _asyncres: _OneShotState
+
+    def set_result(self, result: Any, /) -> None:
+        super().set_result(result)
+        if _active is not None:
+            _active.sent(self._asyncres)
+
+    def set_exception(self, exception: Any, /) -> None:
+        super().set_exception(exception)
+        if _active is not None:
+            _active.sent(self._asyncres)
+
+    def cancel(self, msg: Any = None) -> bool:
+        done = super().cancel(msg=msg)
+        if done and _active is not None:
+            _active.cancelled(self._asyncres)
+        return done
+
+    @property
+    def result(self) -> Any:
+        """Reading ``fut.result`` to call it is a receive. Handing back the C
+        method, rather than calling it here, keeps this package's frame out of
+        the traceback when the result is an exception."""
+        if _active is not None and self.done() and not self.cancelled():
+            _active.received(self._asyncres)
+        return super().result
+
+    def __await__(self) -> Any:
+        if _active is not None:
+            _active.awaited(self)
+        return super().__await__()
+
+    __iter__ = __await__
+
+
+class FutureResources:
+    """Creates, adopts and follows one-shot future resources."""
+
+    def __init__(self, recorder: Recorder, tracker: TaskTracker) -> None:
+        self._recorder = recorder
+        self._emit = recorder.emit
+        self._tracker = tracker
+        #: Keeps the weak references (and so their close callbacks) alive.
+        self._refs: dict[int, weakref.ref[Any]] = {}
+        #: Adopted plain futures, by ``id()``; entries leave when the future dies.
+        self._adopted: dict[int, _OneShotState] = {}
+
+    def install(self, patcher: Patcher, loop_classes: list[type]) -> None:
+        global _active
+        for owner, original in _definitions(loop_classes, "create_future"):
+            patcher.replace(owner, "create_future", self._hook_create_future(original))
+        self._tracker.add_classifier(self._classify)
+        _active = self
+
+    def uninstall(self) -> None:
+        global _active
+        if _active is self:
+            _active = None
+
+    def _hook_create_future(self, original: Any) -> Any:
+        resources = self
+
+        def create_future(loop: Any) -> Any:
+            if _active is not resources or not caller_is_user_code():
+                return original(loop)
+            try:
+                return resources._new_future(loop)
+            except Exception as exc:
+                resources._recorder.count_error("create_future", exc)
+                return original(loop)
+
+        create_future.__wrapped__ = original  # type: ignore[attr-defined]
+        return create_future
+
+    # -- creation, adoption, end -------------------------------------------
+
+    def _new_future(self, loop: Any) -> Future:
+        fut = Future(loop=loop)
+        state = self._created(fut, user_location(), adopted=False)
+        fut._asyncres = state
+        return fut
+
+    def _created(self, fut: Any, location: Any, adopted: bool, key: int | None = None) -> _OneShotState:
+        rid = next_resource_id()
+        current = self._tracker.current()
+        self._emit(
+            ResourceCreated(
+                time_ns(),
+                rid,
+                CONCRETE_TYPE,
+                KIND,
+                current.id if current is not None else None,
+                location,
+                {"value_sent": False, "value_received": False, "cancelled": False},
+                adopted=adopted,
+            )
+        )
+        self._refs[rid] = weakref.ref(fut, functools.partial(self._gone, rid, key=key))
+        return _OneShotState(rid)
+
+    def _gone(self, rid: int, _ref: Any, key: int | None = None) -> None:
+        self._refs.pop(rid, None)
+        if key is not None:
+            self._adopted.pop(key, None)
+        self._emit(ResourceClosed(time_ns(), rid))
+
+    # -- state changes -----------------------------------------------------
+
+    def _update(self, state: _OneShotState, attribute: str) -> None:
+        self._emit(ResourceStateUpdated(time_ns(), state.resource_id, attribute, True))
+
+    def sent(self, state: _OneShotState) -> None:
+        if not state.sent:
+            state.sent = True
+            self._update(state, "value_sent")
+
+    def cancelled(self, state: _OneShotState) -> None:
+        if not state.cancelled:
+            state.cancelled = True
+            self._update(state, "cancelled")
+
+    def received(self, state: _OneShotState) -> None:
+        if not state.received:
+            state.received = True
+            self._update(state, "value_received")
+
+    def _settled(self, state: _OneShotState, fut: Any) -> None:
+        """Record whatever completed ``fut`` (for adopted futures, whose setter
+        we only learn about when it wakes a waiter)."""
+        if fut.cancelled():
+            self.cancelled(state)
+        else:
+            self.sent(state)
+
+    # -- the async op --------------------------------------------------------
+
+    def awaited(self, fut: Future) -> None:
+        """``await fut`` from a task: a receive now, or an op that will wait."""
+        try:
+            state = fut._asyncres
+            if fut.done():
+                if not fut.cancelled():
+                    self.received(state)
+                return
+            st = self._tracker.current()
+            if st is not None:
+                st.pending_wait = self._open_op(st, fut, state, user_location())
+        except Exception as exc:
+            self._recorder.count_error("Future.__await__", exc)
+
+    def _open_op(self, st: TaskState, fut: Any, state: _OneShotState, location: Any) -> Wait:
+        now = time_ns()
+        op_id = next_op_id()
+        rid = state.resource_id
+        self._emit(AsyncOpCreated(now, op_id, rid, st.id, SOURCE, location))
+        self._emit(AsyncOpPollStarted(now, op_id, st.id))
+        return Wait(fut, rid, op_id, SOURCE, handler=_OneShotWaitHandler(self, state))
+
+    def _classify(self, st: TaskState, task: Any, fut: Any, now: int) -> Wait | None:
+        """A task parked on a future: ours, or a plain one that user code made."""
+        if type(fut) is Future:
+            frame = innermost_await_frame(task.get_coro())
+            location = location_of(frame) if frame is not None else None
+            return self._open_op(st, fut, fut._asyncres, location)
+        if type(fut) not in _PLAIN_FUTURES:
+            return None
+        frame = innermost_await_frame(task.get_coro())
+        if frame is None or is_internal_file(frame.f_code.co_filename) or _made_by_asyncio(fut):
+            return None
+        state = self._adopted.get(id(fut))
+        if state is None:
+            state = self._adopt(fut, location_of(frame))
+        return self._open_op(st, fut, state, location_of(frame))
+
+    def _adopt(self, fut: Any, location: Any) -> _OneShotState:
+        key = id(fut)
+        state = self._adopted[key] = self._created(fut, location, adopted=True, key=key)
+        return state
+
+
+class _OneShotWaitHandler:
+    """A task parked in ``await fut``: woken when the future settles, done as
+    soon as it runs again (the await returns at once)."""
+
+    __slots__ = ("_resources", "_state")
+
+    def __init__(self, resources: FutureResources, state: _OneShotState) -> None:
+        self._resources = resources
+        self._state = state
+
+    def woken(self, wait: Wait, st: TaskState, waker: TaskState | None, now: int) -> None:
+        self._resources._settled(self._state, wait.future)
+
+    def resumed(self, wait: Wait, st: TaskState, now: int) -> None:
+        fut = wait.future
+        emit = self._resources._emit
+        assert wait.op_id is not None and wait.resource_id is not None
+        emit(AsyncOpPollStarted(now, wait.op_id, st.id))
+        emit(PollOp(now, wait.op_id, wait.resource_id, wait.op_name, True))
+        if fut.cancelled():
+            outcome = Outcome.CANCELLED
+        else:
+            self._resources.received(self._state)
+            outcome = Outcome.OK if fut._exception is None else Outcome.ERROR
+        emit(AsyncOpClosed(now, wait.op_id, outcome))
+
+    def abandoned(self, wait: Wait, st: TaskState, now: int) -> None:
+        if wait.op_id is not None:
+            self._resources._emit(AsyncOpClosed(now, wait.op_id, Outcome.LOST))
+
+
+def _made_by_asyncio(fut: Any) -> bool:
+    """Whether asyncio itself holds a callback on ``fut`` (``shield``,
+    ``run_in_executor``/``wrap_future``, socket operations): then the future is
+    asyncio's plumbing, not a one-shot the user made."""
+    for callback, _ctx in fut._callbacks or ():
+        func = getattr(callback, "func", callback)  # functools.partial
+        func = getattr(func, "__func__", func)  # bound methods
+        module = getattr(func, "__module__", None) or ""
+        if module.startswith("asyncio"):
+            return True
+    return False

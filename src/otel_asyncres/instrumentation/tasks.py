@@ -1,0 +1,567 @@
+"""Task instrumentation: spawns, polls, wakes, waker registrations and outcomes.
+
+Everything here rests on facts verified on CPython 3.10-3.13 and uvloop
+(DESIGN.md §3): the C Task (and the pure-Python one) schedules every step
+through ``loop.call_soon``, looked up as an ordinary method. A step arrives as a
+``TaskStepMethWrapper`` (or the bound ``Task.__step``) and a wake-up after a
+future completes as the bound ``task_wakeup`` (or ``Task.__wakeup``) with the
+future as argument. So one hook on ``call_soon`` sees every wake, and wrapping
+the callback it schedules brackets every poll. ``create_task`` is hooked too:
+it is where a task's spawn location and parent are known, and with the eager
+task factory (3.12+) the first step runs inside it, never passing
+``call_soon``.
+
+The task itself is never touched: no wrapped coroutine, no subclass, no added
+done-callback, so ``get_coro()``, names, reprs and callback order stay exactly
+as they were. What the instrumentation knows about a task lives in a
+``TaskState`` keyed by ``id(task)``, tied to the task by a weak reference that
+reports a task destroyed while pending.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import sys
+import threading
+import traceback
+import weakref
+from collections.abc import Callable
+from time import time_ns
+from types import BuiltinMethodType, MethodType
+from typing import Any, Protocol
+
+from opentelemetry import trace as otel_trace
+
+from ..recorder import Recorder
+from ..records import (
+    ErrorInfo,
+    Outcome,
+    PollOp,
+    TaskClosed,
+    TaskNamed,
+    TaskPollEnded,
+    TaskPollStarted,
+    TaskSpawned,
+    TaskWoken,
+    WakeCause,
+    WakerCloned,
+    WakerDropped,
+    next_task_id,
+)
+from .frames import is_asyncio_file, user_location
+from .patching import Patcher
+
+_HAS_CANCELLING = sys.version_info >= (3, 11)
+
+
+def _step_wrapper_type() -> type:
+    """The C Task's step callback type, found by creating one task."""
+
+    async def noop() -> None:
+        pass
+
+    loop = asyncio.new_event_loop()
+    seen: list[type] = []
+    original = loop.call_soon
+
+    def spy(callback: Any, *args: Any, context: Any = None) -> Any:
+        seen.append(type(callback))
+        return original(callback, *args, context=context)
+
+    loop.call_soon = spy  # type: ignore[method-assign, assignment]
+    try:
+        loop.run_until_complete(loop.create_task(noop()))
+    finally:
+        loop.close()
+    return seen[0]
+
+
+_STEP_TYPE = _step_wrapper_type()
+_PY_TASK = getattr(asyncio.tasks, "_PyTask", None)
+_PY_STEP = getattr(_PY_TASK, "_Task__step", None)
+_PY_WAKEUP = getattr(_PY_TASK, "_Task__wakeup", None)
+
+
+class WaitHandler(Protocol):
+    """Resource-specific behaviour of a wait (a future resource, a lock, a join)."""
+
+    def woken(self, wait: Wait, st: TaskState, waker: TaskState | None, now: int) -> None:
+        """The awaited thing completed and scheduled the waiting task."""
+
+    def resumed(self, wait: Wait, st: TaskState, now: int) -> None:
+        """The waiting task is being polled again, inside the operation."""
+
+    def abandoned(self, wait: Wait, st: TaskState, now: int) -> None:
+        """The wait will never complete (never started, or its task is gone)."""
+
+
+class Wait:
+    """One registration of a task on something it waits for."""
+
+    __slots__ = ("future", "resource_id", "op_id", "op_name", "awaited_task_id", "handler")
+
+    def __init__(
+        self,
+        future: Any,
+        resource_id: int | None = None,
+        op_id: int | None = None,
+        op_name: str = "",
+        awaited_task_id: int | None = None,
+        handler: WaitHandler | None = None,
+    ) -> None:
+        self.future = future
+        self.resource_id = resource_id
+        self.op_id = op_id
+        self.op_name = op_name
+        self.awaited_task_id = awaited_task_id
+        self.handler = handler
+
+
+class TaskState:
+    """What the instrumentation knows about one live task."""
+
+    __slots__ = (
+        "id",
+        "ref",
+        "key",
+        "name",
+        "polled",
+        "init_scheduled",
+        "ran_eagerly",
+        "wait",
+        "pending_wait",
+        "cancelling",
+    )
+
+    def __init__(self, task_id: int) -> None:
+        self.id = task_id
+        self.ref: TaskRef | None = None
+        self.key = 0
+        self.name: str | None = None
+        self.polled = False
+        #: Set when the first step was scheduled from inside create_task.
+        self.init_scheduled = False
+        #: Set when the first step ran synchronously inside create_task.
+        self.ran_eagerly = False
+        #: The registration the task is parked on, until it is resumed.
+        self.wait: Wait | None = None
+        #: An op opened by an instrumented ``__await__`` in the current poll,
+        #: confirmed as ``wait`` when the poll ends parked on its future.
+        self.pending_wait: Wait | None = None
+        self.cancelling = 0
+
+
+class TaskRef(weakref.ref):  # type: ignore[type-arg]
+    """A weak reference to a task that carries its state back to the callback."""
+
+    __slots__ = ("state",)
+    state: TaskState
+
+
+class _ThreadState(threading.local):
+    """Per thread (one running loop per thread): the task being polled now and
+    the task that ``create_task`` is spawning now."""
+
+    current: TaskState | None = None
+    spawning: TaskState | None = None
+
+
+#: Classifies what a task parked on: returns a Wait, or None to pass.
+Classifier = Callable[[TaskState, Any, Any, int], "Wait | None"]
+
+
+def _error_info(exc: BaseException) -> ErrorInfo:
+    cls = type(exc)
+    module = cls.__module__
+    qualname = cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
+    stack = "".join(traceback.format_exception(cls, exc, exc.__traceback__))
+    return ErrorInfo(qualname, str(exc), stack)
+
+
+def _coroutine_name(coro: Any) -> str:
+    name = getattr(coro, "__qualname__", None)
+    return name if isinstance(name, str) else type(coro).__qualname__
+
+
+def _is_internal_coroutine(coro: Any) -> bool:
+    code = getattr(coro, "cr_code", None) or getattr(coro, "gi_code", None)
+    return code is not None and is_asyncio_file(code.co_filename)
+
+
+def _app_span_context() -> object | None:
+    """The application's active span, the one read of the current context."""
+    ctx = otel_trace.get_current_span().get_span_context()
+    return ctx if ctx.is_valid else None
+
+
+class TaskTracker:
+    """Hooks ``call_soon`` and ``create_task`` of every loop class."""
+
+    HOOKED = ("call_soon", "create_task")
+
+    def __init__(self, recorder: Recorder) -> None:
+        self._recorder = recorder
+        self._emit = recorder.emit
+        self._states: dict[int, TaskState] = {}
+        self._tls = _ThreadState()
+        self._classifiers: list[Classifier] = [self._classify_join]
+        self.active = False
+
+    # -- public to other instrumentation sources ---------------------------
+
+    def current(self) -> TaskState | None:
+        """The state of the task being polled on this thread, if any."""
+        return self._tls.current
+
+    def state_of(self, task: Any) -> TaskState | None:
+        st = self._states.get(id(task))
+        if st is not None and st.ref is not None and st.ref() is task:
+            return st
+        return None
+
+    def add_classifier(self, classifier: Classifier) -> None:
+        """Let a resource source recognise what a parked task waits on; the
+        newest classifier is asked first."""
+        self._classifiers.insert(0, classifier)
+
+    def live_tasks(self) -> int:
+        return len(self._states)
+
+    # -- installation -------------------------------------------------------
+
+    def install(self, patcher: Patcher, loop_classes: list[type]) -> None:
+        hooks = {"call_soon": self._hook_call_soon, "create_task": self._hook_create_task}
+        for name, make in hooks.items():
+            for owner, original in _definitions(loop_classes, name):
+                patcher.replace(owner, name, make(original))
+        self.active = True
+
+    def uninstall(self) -> None:
+        self.active = False
+
+    def _hook_call_soon(self, original: Callable[..., Any]) -> Callable[..., Any]:
+        tracker = self
+        run_poll = self._run_poll
+        step_type = _STEP_TYPE
+
+        def call_soon(loop: Any, callback: Any, *args: Any, context: Any = None) -> Any:
+            kind = type(callback)
+            if kind is step_type:
+                task, wakeup = callback.__self__, False
+            elif kind is BuiltinMethodType and callback.__name__ == "task_wakeup":
+                task, wakeup = callback.__self__, True
+            elif (
+                kind is MethodType
+                and _PY_TASK is not None
+                and (callback.__func__ is _PY_STEP or callback.__func__ is _PY_WAKEUP)
+            ):
+                task, wakeup = callback.__self__, callback.__func__ is _PY_WAKEUP
+            else:
+                return original(loop, callback, *args, context=context)
+            if not tracker.active:
+                return original(loop, callback, *args, context=context)
+            try:
+                st = tracker._on_schedule(loop, task, wakeup, args)
+            except Exception as exc:
+                tracker._recorder.count_error("call_soon", exc)
+                return original(loop, callback, *args, context=context)
+            return original(loop, run_poll, st, task, callback, *args, context=context)
+
+        call_soon.__wrapped__ = original  # type: ignore[attr-defined]
+        return call_soon
+
+    def _hook_create_task(self, original: Callable[..., Any]) -> Callable[..., Any]:
+        tracker = self
+
+        def create_task(loop: Any, coro: Any, *args: Any, **kwargs: Any) -> Any:
+            if not tracker.active:
+                return original(loop, coro, *args, **kwargs)
+            tls = tracker._tls
+            try:
+                st = tracker._spawn_begin(coro)
+            except Exception as exc:
+                tracker._recorder.count_error("create_task", exc)
+                return original(loop, coro, *args, **kwargs)
+            prev_spawning, prev_current = tls.spawning, tls.current
+            tls.spawning = tls.current = st
+            started = time_ns()
+            try:
+                task = original(loop, coro, *args, **kwargs)
+            except BaseException:
+                tls.spawning, tls.current = prev_spawning, prev_current
+                tracker._spawn_failed(st)
+                raise
+            tls.spawning, tls.current = prev_spawning, prev_current
+            try:
+                tracker._spawn_end(st, task, started)
+            except Exception as exc:
+                tracker._recorder.count_error("create_task", exc)
+            return task
+
+        create_task.__wrapped__ = original  # type: ignore[attr-defined]
+        return create_task
+
+    # -- spawn ---------------------------------------------------------------
+
+    def _spawn_begin(self, coro: Any) -> TaskState:
+        parent = self._tls.current
+        st = TaskState(next_task_id())
+        self._emit(
+            TaskSpawned(
+                time_ns(),
+                st.id,
+                parent.id if parent is not None else None,
+                _coroutine_name(coro),
+                user_location(),
+                _app_span_context(),
+                internal=_is_internal_coroutine(coro),
+            )
+        )
+        return st
+
+    def _spawn_failed(self, st: TaskState) -> None:
+        self._emit(TaskClosed(time_ns(), st.id, Outcome.LOST))
+
+    def _spawn_end(self, st: TaskState, task: Any, started: int) -> None:
+        if st.ref is None:
+            if not isinstance(task, asyncio.Future):
+                self._spawn_failed(st)
+                return
+            self._bind(st, task)
+        if st.init_scheduled:
+            return
+        # The first step ran inside create_task (the eager task factory).
+        if st.ran_eagerly or task.done() or task._fut_waiter is not None:
+            self._emit(TaskPollStarted(started, st.id))
+            self._first_poll(st, task, started)
+            self._after_poll(st, task, time_ns())
+
+    def _bind(self, st: TaskState, task: Any) -> None:
+        ref = TaskRef(task, self._on_task_gone)
+        ref.state = st
+        st.ref = ref
+        st.key = id(task)
+        self._states[st.key] = st
+
+    def _adopt(self, task: Any, wakeup: bool) -> TaskState:
+        """A task first seen at a schedule: built with ``Task()`` directly (its
+        first step is being scheduled), or alive before ``instrument()``."""
+        coro = task.get_coro()
+        fresh = not wakeup and _not_started(coro)
+        parent = self._tls.current
+        st = TaskState(next_task_id())
+        self._emit(
+            TaskSpawned(
+                time_ns(),
+                st.id,
+                parent.id if parent is not None and fresh else None,
+                _coroutine_name(coro),
+                user_location() if fresh else None,
+                _app_span_context() if fresh else None,
+                adopted=not fresh,
+                internal=_is_internal_coroutine(coro),
+            )
+        )
+        self._bind(st, task)
+        st.init_scheduled = fresh
+        return st
+
+    # -- schedule, poll ------------------------------------------------------
+
+    def _on_schedule(self, loop: Any, task: Any, wakeup: bool, args: tuple[Any, ...]) -> TaskState:
+        tls = self._tls
+        st = self._states.get(id(task))
+        if st is None or st.ref is None or st.ref() is not task:
+            spawning = tls.spawning
+            if spawning is not None and spawning.ref is None:
+                self._bind(spawning, task)
+                st = spawning
+                if asyncio.current_task(loop) is not task:
+                    st.init_scheduled = True  # the first step: not a wake
+                    return st
+                st.ran_eagerly = True
+            else:
+                st = self._adopt(task, wakeup)
+                if st.init_scheduled:
+                    return st
+        now = time_ns()
+        waker = tls.current
+        waker_id = waker.id if waker is not None else None
+        wait = st.wait
+        if wakeup and wait is not None and args and args[0] is wait.future:
+            cause = WakeCause.FUTURE
+            if wait.future.cancelled() and self._cancel_requested(st, task):
+                cause = WakeCause.CANCEL
+                self._emit(WakerDropped(now, st.id, "cancelled", wait.resource_id, wait.op_id))
+            self._emit(TaskWoken(now, st.id, waker_id, cause, wait.resource_id, wait.op_id))
+            if wait.handler is not None:
+                wait.handler.woken(wait, st, waker, now)
+        elif wakeup:
+            self._emit(TaskWoken(now, st.id, waker_id, WakeCause.FUTURE))
+        else:
+            cause = WakeCause.YIELD if waker is st else WakeCause.SCHEDULE
+            self._emit(TaskWoken(now, st.id, waker_id, cause))
+        return st
+
+    @staticmethod
+    def _cancel_requested(st: TaskState, task: Any) -> bool:
+        """Whether a cancelled future woke its task because the task itself was
+        cancelled (the wait abandoned), rather than the resource cancelling it.
+        Python 3.10 has no ``cancelling()``: every cancelled wake counts."""
+        if _HAS_CANCELLING:
+            return bool(task.cancelling() > st.cancelling)
+        return True
+
+    def _run_poll(self, st: TaskState, task: Any, callback: Any, *args: Any) -> None:
+        if not self.active:
+            callback(*args)
+            return
+        tls = self._tls
+        previous = tls.current
+        tls.current = st
+        try:
+            now = time_ns()
+            self._emit(TaskPollStarted(now, st.id))
+            if not st.polled:
+                self._first_poll(st, task, now)
+            wait = st.wait
+            if wait is not None:
+                st.wait = None
+                if wait.handler is not None:
+                    wait.handler.resumed(wait, st, now)
+        except Exception as exc:
+            self._recorder.count_error("poll start", exc)
+        try:
+            callback(*args)
+        finally:
+            tls.current = previous
+            try:
+                self._after_poll(st, task, time_ns())
+            except Exception as exc:
+                self._recorder.count_error("poll end", exc)
+
+    def _first_poll(self, st: TaskState, task: Any, now: int) -> None:
+        st.polled = True
+        self._note_name(st, task, now)
+
+    def _note_name(self, st: TaskState, task: Any, now: int) -> None:
+        name = task.get_name()
+        if name != st.name:
+            st.name = name
+            self._emit(TaskNamed(now, st.id, name))
+
+    def _after_poll(self, st: TaskState, task: Any, now: int) -> None:
+        self._emit(TaskPollEnded(now, st.id))
+        pending, st.pending_wait = st.pending_wait, None
+        if task.done():
+            if pending is not None and pending.handler is not None:
+                pending.handler.abandoned(pending, st, now)
+            self._close(st, task, now)
+            return
+        future = task._fut_waiter
+        if future is None:
+            if pending is not None and pending.handler is not None:
+                pending.handler.abandoned(pending, st, now)
+            return
+        if pending is not None and pending.future is future:
+            wait = pending
+        else:
+            if pending is not None and pending.handler is not None:
+                pending.handler.abandoned(pending, st, now)
+            wait = self._classify(st, task, future, now)
+        st.wait = wait
+        if _HAS_CANCELLING:
+            st.cancelling = task.cancelling()
+        self._emit(
+            WakerCloned(
+                now,
+                st.id,
+                wait.resource_id,
+                wait.op_id,
+                wait.awaited_task_id,
+            )
+        )
+        if wait.op_id is not None and wait.resource_id is not None:
+            self._emit(PollOp(now, wait.op_id, wait.resource_id, wait.op_name, False))
+
+    def _classify(self, st: TaskState, task: Any, future: Any, now: int) -> Wait:
+        for classify in self._classifiers:
+            wait = classify(st, task, future, now)
+            if wait is not None:
+                return wait
+        return Wait(future)
+
+    def _classify_join(self, st: TaskState, task: Any, future: Any, now: int) -> Wait | None:
+        if isinstance(future, asyncio.Task):
+            awaited = self.state_of(future)
+            return Wait(future, awaited_task_id=awaited.id if awaited is not None else None)
+        return None
+
+    # -- end -----------------------------------------------------------------
+
+    def _close(self, st: TaskState, task: Any, now: int) -> None:
+        self._note_name(st, task, now)
+        if task.cancelled():
+            outcome, error = Outcome.CANCELLED, None
+        else:
+            # ``_exception`` reads the outcome without marking it retrieved, so
+            # "Task exception was never retrieved" is still logged as before.
+            exc = task._exception
+            outcome, error = (Outcome.OK, None) if exc is None else (Outcome.ERROR, _error_info(exc))
+        self._emit(TaskClosed(now, st.id, outcome, error))
+        self._forget(st)
+
+    def _forget(self, st: TaskState) -> None:
+        if self._states.get(st.key) is st:
+            del self._states[st.key]
+        st.ref = None  # drops the weak reference: its callback will not run
+
+    def _on_task_gone(self, ref: TaskRef) -> None:
+        """A task was destroyed while pending ("Task was destroyed but it is
+        pending!"): whatever it waited on can no longer wake it."""
+        try:
+            st = ref.state
+            now = time_ns()
+            wait = st.wait
+            if wait is not None:
+                self._emit(WakerDropped(now, st.id, "task destroyed", wait.resource_id, wait.op_id))
+                if wait.handler is not None:
+                    wait.handler.abandoned(wait, st, now)
+            self._emit(TaskClosed(now, st.id, Outcome.LOST))
+            self._forget(st)
+        except Exception as exc:
+            self._recorder.count_error("task gone", exc)
+
+
+def _not_started(coro: Any) -> bool:
+    if inspect.iscoroutine(coro):
+        return inspect.getcoroutinestate(coro) == inspect.CORO_CREATED
+    if inspect.isgenerator(coro):
+        return inspect.getgeneratorstate(coro) == inspect.GEN_CREATED
+    return False
+
+
+def _definitions(classes: list[type], name: str) -> list[tuple[type, Any]]:
+    """Where to patch ``name`` so that every class in ``classes`` sees the hook.
+
+    A method is patched on the class that defines it; an extension type
+    (uvloop's Cython base) cannot be patched, so its Python subclasses are."""
+    found: dict[type, Any] = {}
+    for cls in classes:
+        for owner in cls.__mro__:
+            if name in vars(owner):
+                target = owner if _patchable(owner) else cls
+                if target not in found:
+                    found[target] = getattr(target, name)
+                break
+    return list(found.items())
+
+
+_HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: a class made by a class statement
+_IMMUTABLETYPE = 1 << 8  # Py_TPFLAGS_IMMUTABLETYPE (3.10+)
+
+
+def _patchable(cls: type) -> bool:
+    flags = cls.__flags__
+    return bool(flags & _HEAPTYPE) and not flags & _IMMUTABLETYPE

@@ -1,0 +1,122 @@
+"""The recorder: the one door between the event loop and everything else.
+
+The hot path only appends records to a deque (thread-safe, no lock). A daemon
+thread hands them, in order and in batches, to every attached sink; so the
+OpenTelemetry SDK's cost is paid off the event loop's stack and the loop never
+waits for a span to be built or exported. ``flush()`` drains synchronously, for
+exit paths and tests.
+
+Sinks are deliberately small (trio's ``Instrument`` is the model): a sink gets
+batches of records, is asked to flush, and is shut down once. A sink that raises
+is counted and reported, never allowed to reach the instrumented program.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from collections.abc import Sequence
+from typing import Protocol
+
+from .records import Record
+
+logger = logging.getLogger("otel_asyncres")
+
+#: Records handed to sinks per batch; bounds the time the drain holds its lock.
+_BATCH = 4096
+
+
+class Sink(Protocol):
+    """Where records go. Called from one thread at a time, never from the loop's
+    hot path; ``final`` on flush means nothing more will come."""
+
+    def consume(self, records: Sequence[Record]) -> None: ...
+
+    def flush(self, final: bool = False) -> None: ...
+
+    def shutdown(self) -> None: ...
+
+
+class Recorder:
+    """Buffers records from any number of event loops and dispatches them."""
+
+    def __init__(self, sinks: Sequence[Sink] = (), interval: float = 0.2) -> None:
+        self._buffer: deque[Record] = deque()
+        #: The hot path's entry point: ``recorder.emit(record)``.
+        self.emit = self._buffer.append
+        self._sinks: list[Sink] = list(sinks)
+        self._interval = interval
+        self._lock = threading.RLock()
+        self._wake = threading.Event()
+        self._stopped = False
+        self._thread: threading.Thread | None = None
+        #: Failures of this package's own code, by where they happened.
+        self.errors: dict[str, int] = {}
+
+    def add_sink(self, sink: Sink) -> None:
+        with self._lock:
+            self._sinks.append(sink)
+
+    def remove_sink(self, sink: Sink) -> None:
+        with self._lock:
+            self._sinks.remove(sink)
+
+    def start(self) -> None:
+        """Start the dispatch thread (idempotent)."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="otel-asyncres-recorder", daemon=True)
+            self._thread.start()
+
+    def count_error(self, where: str, exc: BaseException | None = None) -> None:
+        """Count one failure of our own; log the first of each kind."""
+        n = self.errors.get(where, 0) + 1
+        self.errors[where] = n
+        if n == 1:
+            logger.warning("otel-asyncres: internal error in %s: %r", where, exc)
+
+    def pending(self) -> int:
+        return len(self._buffer)
+
+    def flush(self, final: bool = False) -> None:
+        """Hand every buffered record to the sinks, then flush them."""
+        with self._lock:
+            self._drain()
+            for sink in self._sinks:
+                try:
+                    sink.flush(final)
+                except Exception as exc:  # a sink must never break the caller
+                    self.count_error(f"{type(sink).__name__}.flush", exc)
+
+    def close(self) -> None:
+        """Flush everything, stop the thread and shut the sinks down."""
+        self._stopped = True
+        self._wake.set()
+        thread, self._thread = self._thread, None
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=5)
+        self.flush(final=True)
+        with self._lock:
+            for sink in self._sinks:
+                try:
+                    sink.shutdown()
+                except Exception as exc:
+                    self.count_error(f"{type(sink).__name__}.shutdown", exc)
+
+    def _run(self) -> None:
+        while not self._stopped:
+            self._wake.wait(self._interval)
+            self._wake.clear()
+            with self._lock:
+                self._drain()
+
+    def _drain(self) -> None:
+        popleft = self._buffer.popleft
+        while self._buffer:
+            n = min(len(self._buffer), _BATCH)
+            batch = [popleft() for _ in range(n)]
+            for sink in self._sinks:
+                try:
+                    sink.consume(batch)
+                except Exception as exc:
+                    self.count_error(f"{type(sink).__name__}.consume", exc)
