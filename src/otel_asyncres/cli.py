@@ -47,13 +47,38 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--op-parent", help=f"OTEL_ASYNCRES_OP_PARENT: {', '.join(OP_PARENTS)}")
     run.add_argument("--op-poll-spans", help="OTEL_ASYNCRES_OP_POLL_SPANS: true or false")
     run.add_argument("-m", dest="module", help="run a library module as a script, like python -m")
-    run.add_argument("program", nargs=argparse.REMAINDER, help="the script and its arguments")
+    run.add_argument("script", nargs="?", help="the script to run; what follows it is its arguments")
     return parser
 
 
+#: Options of ``run`` that take a value, so the value is not taken for the script.
+_VALUED = {"--exporter", "--endpoint", "--protocol", "--service-name", "--op-parent", "--op-poll-spans"}
+
+
+def _split(argv: list[str]) -> tuple[list[str], list[str]]:
+    """Split at the program: our options come before the script (or ``-m
+    module``); everything after it belongs to the program, ``--help`` included."""
+    if not argv or argv[0] != "run":
+        return argv, []
+    i = 1
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            return argv[:i] + argv[i + 1 : i + 2], argv[i + 2 :]
+        if arg == "-m":
+            return argv[: i + 2], argv[i + 2 :]
+        if arg.startswith("-m") and not arg.startswith("--"):
+            return argv[: i + 1], argv[i + 1 :]
+        if not arg.startswith("-"):
+            return argv[: i + 1], argv[i + 1 :]
+        i += 2 if arg in _VALUED else 1
+    return argv, []
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    target, program_args = _target(args)
+    ours, program_args = _split(list(sys.argv[1:] if argv is None else argv))
+    args = _parser().parse_args(ours)
+    target = ("module", args.module) if args.module else ("script", args.script) if args.script else None
     if target is None:
         print(f"{_PROG} run: error: give a script to run, or -m module", file=sys.stderr)
         return 2
@@ -78,17 +103,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     activate(Session(settings, default_service_name=default_name))
     _flush_on_sigterm()
     return _run(kind, name, program_args)
-
-
-def _target(args: argparse.Namespace) -> tuple[tuple[str, str] | None, list[str]]:
-    program = list(args.program)
-    if program[:1] == ["--"]:
-        program = program[1:]
-    if args.module:
-        return ("module", args.module), program
-    if program:
-        return ("script", program[0]), program[1:]
-    return None, []
 
 
 def _run(kind: str, name: str, program_args: list[str]) -> int:

@@ -29,7 +29,10 @@ from .. import records as r
 from ..records import Location, StateOp, StateValue, WakeCause
 from . import semconv as sc
 
-_DEFAULT_TASK_NAME = re.compile(r"Task-\d+\Z")
+#: Names asyncio gives when the user gave none: "Task-7", and on CPython 3.13.0
+#: "None" for tasks made by a task factory (a CPython bug, fixed later). The
+#: span is then named after the coroutine; the attribute keeps the real name.
+_DEFAULT_TASK_NAME = re.compile(r"(Task-\d+|None)\Z")
 
 
 @dataclass(frozen=True)
@@ -311,6 +314,10 @@ class SpanBridge:
             return
         task.busy += max(rec.ts - task.poll_started, 0)
         task.poll_started = None
+        if task.woken_at is not None and task.woken_at < rec.ts:
+            # Woken during its own poll (a yield): it waits to be run again
+            # only from the end of this poll; before that it was busy.
+            task.woken_at = rec.ts
 
     def _waker_cloned(self, rec: r.WakerCloned) -> None:
         task = self._traced(rec.task_id)

@@ -9,6 +9,7 @@ whose file lies outside those directories. Locations are interned per
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import os
 import sys
 from types import CodeType, FrameType
@@ -16,9 +17,20 @@ from typing import Any
 
 from ..records import Location
 
-_ASYNCIO_DIR = os.path.dirname(asyncio.__file__) + os.sep
+def _loop_implementation_dirs() -> tuple[str, ...]:
+    """asyncio's directory, and uvloop's where installed (its Cython code
+    reports relative file names such as ``uvloop/loop.pyx``)."""
+    dirs = [os.path.dirname(asyncio.__file__) + os.sep]
+    spec = importlib.util.find_spec("uvloop")
+    if spec is not None:
+        dirs.append("uvloop" + os.sep)
+        dirs.extend(os.path.join(p, "") for p in spec.submodule_search_locations or ())
+    return tuple(dirs)
+
+
+_RUNTIME_DIRS = _loop_implementation_dirs()
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
-_SKIPPED = (_ASYNCIO_DIR, _PACKAGE_DIR)
+_SKIPPED = (*_RUNTIME_DIRS, _PACKAGE_DIR)
 
 _CACHE_LIMIT = 65536
 _locations: dict[tuple[CodeType, int], Location] = {}
@@ -29,8 +41,9 @@ def is_internal_file(filename: str) -> bool:
     return filename.startswith(_SKIPPED)
 
 
-def is_asyncio_file(filename: str) -> bool:
-    return filename.startswith(_ASYNCIO_DIR)
+def is_runtime_file(filename: str) -> bool:
+    """True for the event loop's own code: asyncio, uvloop."""
+    return filename.startswith(_RUNTIME_DIRS)
 
 
 def location_of(frame: FrameType) -> Location:

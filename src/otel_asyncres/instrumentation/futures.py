@@ -261,20 +261,22 @@ class _OneShotWaitHandler:
         self._resources = resources
         self._state = state
 
-    def woken(self, wait: Wait, st: TaskState, waker: TaskState | None, now: int) -> None:
-        self._resources._settled(self._state, wait.future)
+    def woken(self, wait: Wait, future: Any, st: TaskState, waker: TaskState | None, now: int) -> None:
+        self._resources._settled(self._state, future)
 
-    def resumed(self, wait: Wait, st: TaskState, now: int) -> None:
-        fut = wait.future
+    def resumed(self, wait: Wait, future: Any, st: TaskState, now: int) -> None:
         emit = self._resources._emit
-        assert wait.op_id is not None and wait.resource_id is not None
+        if wait.op_id is None or wait.resource_id is None:
+            return
         emit(AsyncOpPollStarted(now, wait.op_id, st.id))
         emit(PollOp(now, wait.op_id, wait.resource_id, wait.op_name, True))
-        if fut.cancelled():
+        if future is None:
+            outcome = Outcome.LOST  # resumed by something else than this future
+        elif future.cancelled():
             outcome = Outcome.CANCELLED
         else:
             self._resources.received(self._state)
-            outcome = Outcome.OK if fut._exception is None else Outcome.ERROR
+            outcome = Outcome.OK if future._exception is None else Outcome.ERROR
         emit(AsyncOpClosed(now, wait.op_id, outcome))
 
     def abandoned(self, wait: Wait, st: TaskState, now: int) -> None:

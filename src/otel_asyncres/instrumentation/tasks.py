@@ -49,7 +49,7 @@ from ..records import (
     WakerDropped,
     next_task_id,
 )
-from .frames import is_asyncio_file, user_location
+from .frames import is_runtime_file, user_location
 from .patching import Patcher
 
 _HAS_CANCELLING = sys.version_info >= (3, 11)
@@ -79,6 +79,8 @@ def _step_wrapper_type() -> type:
 
 _STEP_TYPE = _step_wrapper_type()
 _PY_TASK = getattr(asyncio.tasks, "_PyTask", None)
+#: The C Task and the pure-Python one are unrelated classes.
+TASK_TYPES: tuple[type, ...] = (asyncio.Task,) if _PY_TASK is None else (asyncio.Task, _PY_TASK)
 _PY_STEP = getattr(_PY_TASK, "_Task__step", None)
 _PY_WAKEUP = getattr(_PY_TASK, "_Task__wakeup", None)
 
@@ -86,20 +88,26 @@ _PY_WAKEUP = getattr(_PY_TASK, "_Task__wakeup", None)
 class WaitHandler(Protocol):
     """Resource-specific behaviour of a wait (a future resource, a lock, a join)."""
 
-    def woken(self, wait: Wait, st: TaskState, waker: TaskState | None, now: int) -> None:
-        """The awaited thing completed and scheduled the waiting task."""
+    def woken(self, wait: Wait, future: Any, st: TaskState, waker: TaskState | None, now: int) -> None:
+        """The awaited ``future`` completed and scheduled the waiting task."""
 
-    def resumed(self, wait: Wait, st: TaskState, now: int) -> None:
-        """The waiting task is being polled again, inside the operation."""
+    def resumed(self, wait: Wait, future: Any, st: TaskState, now: int) -> None:
+        """The waiting task is being polled again, inside the operation
+        (``future`` is None when it was not resumed by that future)."""
 
     def abandoned(self, wait: Wait, st: TaskState, now: int) -> None:
         """The wait will never complete (never started, or its task is gone)."""
 
 
 class Wait:
-    """One registration of a task on something it waits for."""
+    """One registration of a task on something it waits for.
 
-    __slots__ = ("future", "resource_id", "op_id", "op_name", "awaited_task_id", "handler")
+    It names the future by ``id()`` only: holding it would keep a pending,
+    unreachable task alive (task -> future -> callback -> task), hiding
+    asyncio's "Task was destroyed but it is pending!". The id is safe to compare
+    because the future lives as long as the task is parked on it."""
+
+    __slots__ = ("future_id", "resource_id", "op_id", "op_name", "awaited_task_id", "handler")
 
     def __init__(
         self,
@@ -110,7 +118,7 @@ class Wait:
         awaited_task_id: int | None = None,
         handler: WaitHandler | None = None,
     ) -> None:
-        self.future = future
+        self.future_id = id(future)
         self.resource_id = resource_id
         self.op_id = op_id
         self.op_name = op_name
@@ -160,11 +168,24 @@ class TaskRef(weakref.ref):  # type: ignore[type-arg]
 
 
 class _ThreadState(threading.local):
-    """Per thread (one running loop per thread): the task being polled now and
-    the task that ``create_task`` is spawning now."""
+    """Per thread (one running loop per thread): the task being polled now,
+    the task that ``create_task`` is spawning now, and an eager task that
+    finished inside ``create_task`` before its name was set."""
 
     current: TaskState | None = None
     spawning: TaskState | None = None
+    unnamed: tuple[TaskState, Any] | None = None
+
+
+#: On 3.12 only, ``asyncio.create_task`` and ``TaskGroup.create_task`` name the
+#: task after ``loop.create_task`` returns; an eager task may be finished by
+#: then. Its close waits for that ``_set_task_name`` call.
+_NAMES_LATE = sys.version_info[:2] == (3, 12)
+_LATE_NAMING_CALLERS = frozenset(
+    f.__code__
+    for f in (asyncio.tasks.create_task, getattr(asyncio, "TaskGroup", None) and asyncio.TaskGroup.create_task)
+    if f
+)
 
 
 #: Classifies what a task parked on: returns a Wait, or None to pass.
@@ -186,7 +207,7 @@ def _coroutine_name(coro: Any) -> str:
 
 def _is_internal_coroutine(coro: Any) -> bool:
     code = getattr(coro, "cr_code", None) or getattr(coro, "gi_code", None)
-    return code is not None and is_asyncio_file(code.co_filename)
+    return code is not None and is_runtime_file(code.co_filename)
 
 
 def _app_span_context() -> object | None:
@@ -235,6 +256,9 @@ class TaskTracker:
         for name, make in hooks.items():
             for owner, original in _definitions(loop_classes, name):
                 patcher.replace(owner, name, make(original))
+        if _NAMES_LATE:
+            original = asyncio.tasks._set_task_name  # type: ignore[attr-defined]
+            patcher.replace(asyncio.tasks, "_set_task_name", self._hook_set_task_name(original))
         self.active = True
 
     def uninstall(self) -> None:
@@ -302,6 +326,20 @@ class TaskTracker:
         create_task.__wrapped__ = original  # type: ignore[attr-defined]
         return create_task
 
+    def _hook_set_task_name(self, original: Callable[[Any, Any], None]) -> Callable[[Any, Any], None]:
+        tracker = self
+
+        def _set_task_name(task: Any, name: Any) -> None:
+            try:
+                original(task, name)
+            finally:
+                unnamed = tracker._tls.unnamed
+                if unnamed is not None and unnamed[1] is task:
+                    tracker._tls.unnamed = None
+                    tracker._close(unnamed[0], task, time_ns())
+
+        return _set_task_name
+
     # -- spawn ---------------------------------------------------------------
 
     def _spawn_begin(self, coro: Any) -> TaskState:
@@ -325,7 +363,7 @@ class TaskTracker:
 
     def _spawn_end(self, st: TaskState, task: Any, started: int) -> None:
         if st.ref is None:
-            if not isinstance(task, asyncio.Future):
+            if not asyncio.isfuture(task):
                 self._spawn_failed(st)
                 return
             self._bind(st, task)
@@ -335,6 +373,10 @@ class TaskTracker:
         if st.ran_eagerly or task.done() or task._fut_waiter is not None:
             self._emit(TaskPollStarted(started, st.id))
             self._first_poll(st, task, started)
+            if task.done() and _NAMES_LATE and sys._getframe(2).f_code in _LATE_NAMING_CALLERS:
+                self._emit(TaskPollEnded(time_ns(), st.id))
+                self._tls.unnamed = (st, task)  # closed by _set_task_name, next
+                return
             self._after_poll(st, task, time_ns())
 
     def _bind(self, st: TaskState, task: Any) -> None:
@@ -389,14 +431,15 @@ class TaskTracker:
         waker = tls.current
         waker_id = waker.id if waker is not None else None
         wait = st.wait
-        if wakeup and wait is not None and args and args[0] is wait.future:
+        if wakeup and wait is not None and args and id(args[0]) == wait.future_id:
+            future = args[0]
             cause = WakeCause.FUTURE
-            if wait.future.cancelled() and self._cancel_requested(st, task):
+            if future.cancelled() and self._cancel_requested(st, task):
                 cause = WakeCause.CANCEL
                 self._emit(WakerDropped(now, st.id, "cancelled", wait.resource_id, wait.op_id))
             self._emit(TaskWoken(now, st.id, waker_id, cause, wait.resource_id, wait.op_id))
             if wait.handler is not None:
-                wait.handler.woken(wait, st, waker, now)
+                wait.handler.woken(wait, future, st, waker, now)
         elif wakeup:
             self._emit(TaskWoken(now, st.id, waker_id, WakeCause.FUTURE))
         else:
@@ -429,7 +472,8 @@ class TaskTracker:
             if wait is not None:
                 st.wait = None
                 if wait.handler is not None:
-                    wait.handler.resumed(wait, st, now)
+                    future = args[0] if args and id(args[0]) == wait.future_id else None
+                    wait.handler.resumed(wait, future, st, now)
         except Exception as exc:
             self._recorder.count_error("poll start", exc)
         try:
@@ -464,7 +508,7 @@ class TaskTracker:
             if pending is not None and pending.handler is not None:
                 pending.handler.abandoned(pending, st, now)
             return
-        if pending is not None and pending.future is future:
+        if pending is not None and pending.future_id == id(future):
             wait = pending
         else:
             if pending is not None and pending.handler is not None:
@@ -493,7 +537,7 @@ class TaskTracker:
         return Wait(future)
 
     def _classify_join(self, st: TaskState, task: Any, future: Any, now: int) -> Wait | None:
-        if isinstance(future, asyncio.Task):
+        if isinstance(future, TASK_TYPES):
             awaited = self.state_of(future)
             return Wait(future, awaited_task_id=awaited.id if awaited is not None else None)
         return None

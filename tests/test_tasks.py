@@ -1,0 +1,461 @@
+"""Tasks: records and their mapping onto spans, per DESIGN.md §2.
+
+Every test runs real asyncio (on every loop kind the machine has, where the
+``run`` fixture is used) against the real OpenTelemetry SDK with its in-memory
+exporter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import sys
+import threading
+
+import pytest
+from conftest import events, make_traced, one, run_with
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.trace import StatusCode
+
+import otel_asyncres
+from otel_asyncres import records as r
+from otel_asyncres.bridge import semconv as sc
+
+THIS_FILE = __file__
+
+
+def test_span_names_ids_and_parents(traced, run):
+    async def leaf():
+        await asyncio.sleep(0)
+
+    async def middle():
+        await asyncio.create_task(leaf())
+
+    async def main():
+        await asyncio.create_task(middle(), name="the-middle")
+
+    run(main)
+    spans = traced.spans()
+    root = one(spans, "task test_span_names_ids_and_parents.<locals>.main")
+    mid = one(spans, "task the-middle")
+    leaf_span = one(spans, "task test_span_names_ids_and_parents.<locals>.leaf")
+    # Default names ("Task-7") are not span names: they would be high-cardinality.
+    assert mid.attributes[sc.TASK_NAME] == "the-middle"
+    # CPython 3.13.0 names factory-made tasks "None"; the attribute says so.
+    assert leaf_span.attributes[sc.TASK_NAME].startswith("Task-") or leaf_span.attributes[sc.TASK_NAME] == "None"
+    assert root.parent is None
+    assert mid.parent.span_id == root.context.span_id
+    assert leaf_span.parent.span_id == mid.context.span_id
+    assert {s.context.trace_id for s in spans} == {root.context.trace_id}
+    ids = [s.attributes[sc.TASK_ID] for s in (root, mid, leaf_span)]
+    assert len(set(ids)) == 3
+    assert mid.attributes[sc.TASK_PARENT_ID] == root.attributes[sc.TASK_ID]
+    assert leaf_span.attributes[sc.TASK_PARENT_ID] == mid.attributes[sc.TASK_ID]
+    assert mid.attributes[sc.TASK_COROUTINE] == "test_span_names_ids_and_parents.<locals>.middle"
+
+
+def test_each_run_outside_a_task_starts_its_own_trace(traced):
+    async def main():
+        await asyncio.sleep(0)
+
+    asyncio.run(main())
+    asyncio.run(main())
+    roots = [s for s in traced.spans() if s.name.endswith("<locals>.main")]
+    assert len(roots) == 2
+    assert roots[0].context.trace_id != roots[1].context.trace_id
+    assert all(s.parent is None for s in roots)
+
+
+def test_spawn_location_points_at_user_code(traced, run):
+    lines = {}
+
+    async def child():
+        pass
+
+    async def main():
+        lines["spawn"] = sys._getframe().f_lineno + 1
+        await asyncio.create_task(child(), name="located")
+
+    run(main)
+    span = one(traced.spans(), "task located")
+    assert span.attributes[sc.CODE_FILE_PATH] == THIS_FILE
+    assert span.attributes[sc.CODE_LINE_NUMBER] == lines["spawn"]
+    assert span.attributes[sc.CODE_FUNCTION_NAME].endswith("main")
+
+
+def test_statistics_polls_wakes_and_durations(traced, run):
+    async def yielder():
+        for _ in range(3):
+            await asyncio.sleep(0)
+
+    async def main():
+        await asyncio.create_task(yielder(), name="yielder")
+
+    run(main)
+    span = one(traced.spans(), "task yielder")
+    a = span.attributes
+    assert a[sc.TASK_POLLS] == 4
+    assert a[sc.TASK_WAKES] == 3
+    assert a[sc.TASK_SELF_WAKES] == 3  # sleep(0) is the task scheduling itself
+    assert a[sc.TASK_WAKER_CLONES] == 0
+    lifetime = (span.end_time - span.start_time) / 1e9
+    total = a[sc.TASK_BUSY] + a[sc.TASK_SCHEDULED] + a[sc.TASK_IDLE]
+    assert a[sc.TASK_BUSY] > 0 and a[sc.TASK_SCHEDULED] > 0
+    assert total == pytest.approx(lifetime, abs=1e-6)
+    assert a[sc.TASK_OUTCOME] == "ok"
+
+
+def test_records_follow_each_poll(traced, run):
+    async def child():
+        await asyncio.sleep(0)
+
+    async def main():
+        await asyncio.create_task(child(), name="child")
+
+    run(main)
+    recs = traced.records()
+    spawned = [x for x in recs if isinstance(x, r.TaskSpawned)]
+    named = {x.task_id: x.name for x in recs if isinstance(x, r.TaskNamed)}
+    child_id = next(t for t, n in named.items() if n == "child")
+    mine = [x for x in recs if getattr(x, "task_id", None) == child_id]
+    kinds = [type(x).__name__ for x in mine if not isinstance(x, r.TaskNamed)]
+    assert kinds == [
+        "TaskSpawned",
+        "TaskPollStarted",
+        "TaskWoken",  # the sleep(0) inside the first poll
+        "TaskPollEnded",
+        "TaskPollStarted",
+        "TaskPollEnded",
+        "TaskClosed",
+    ] or kinds == [  # eager: the first poll's records are written when create_task returns
+        "TaskSpawned",
+        "TaskWoken",
+        "TaskPollStarted",
+        "TaskPollEnded",
+        "TaskPollStarted",
+        "TaskPollEnded",
+        "TaskClosed",
+    ]
+    ts = [x.ts for x in mine if isinstance(x, (r.TaskPollStarted, r.TaskPollEnded, r.TaskClosed))]
+    assert ts == sorted(ts)
+    assert all(isinstance(x.ts, int) for x in spawned)
+
+
+def test_join_wake_names_the_task_that_finished(traced, run):
+    async def worker():
+        await asyncio.sleep(0.001)
+        return 7
+
+    async def main():
+        return await asyncio.create_task(worker(), name="worker")
+
+    assert run(main) == 7
+    spans = traced.spans()
+    worker_span = one(spans, "task worker")
+    main_span = one(spans, "task test_join_wake_names_the_task_that_finished.<locals>.main")
+    worker_id = worker_span.attributes[sc.TASK_ID]
+    clone = events(main_span, "waker.clone")
+    wake = events(main_span, "waker.wake")
+    assert [e.attributes[sc.AWAITED_TASK_ID] for e in clone] == [worker_id]
+    assert [e.attributes[sc.WAKER_TASK_ID] for e in wake] == [worker_id]
+    assert wake[0].attributes[sc.WAKE_CAUSE] == "future"
+    assert main_span.attributes[sc.TASK_WAKER_CLONES] == 1
+    assert main_span.attributes[sc.TASK_WAKER_DROPS] == 1  # consumed by the wake
+
+
+def test_outcomes_error_and_cancelled(traced, run):
+    async def failing():
+        await asyncio.sleep(0)
+        raise ValueError("bad input")
+
+    async def sleeper():
+        await asyncio.sleep(10)
+
+    async def main():
+        bad = asyncio.create_task(failing(), name="failing")
+        slow = asyncio.create_task(sleeper(), name="sleeper")
+        await asyncio.sleep(0)
+        slow.cancel()
+        results = await asyncio.gather(bad, slow, return_exceptions=True)
+        return [type(x).__name__ for x in results]
+
+    assert run(main) == ["ValueError", "CancelledError"]
+    spans = traced.spans()
+    bad = one(spans, "task failing")
+    assert bad.attributes[sc.TASK_OUTCOME] == "error"
+    assert bad.status.status_code is StatusCode.ERROR
+    assert "ValueError: bad input" in bad.status.description
+    (exc,) = events(bad, "exception")
+    assert exc.attributes["exception.type"] == "ValueError"
+    assert exc.attributes["exception.message"] == "bad input"
+    assert 'raise ValueError("bad input")' in exc.attributes["exception.stacktrace"]
+    assert exc.timestamp == bad.end_time
+    slow = one(spans, "task sleeper")
+    assert slow.attributes[sc.TASK_OUTCOME] == "cancelled"
+    assert slow.status.status_code is StatusCode.UNSET
+    assert not events(slow, "exception")
+
+
+def test_cancel_while_waiting_drops_the_waker(traced, run):
+    async def waiter(fut):
+        try:
+            await fut
+        except asyncio.CancelledError:
+            return "cancelled"
+
+    async def main():
+        fut = asyncio.get_running_loop().create_future()
+        task = asyncio.create_task(waiter(fut), name="waiter")
+        await asyncio.sleep(0)
+        task.cancel()
+        return await task
+
+    assert run(main) == "cancelled"
+    span = one(traced.spans(), "task waiter")
+    (drop,) = events(span, "waker.drop")
+    assert drop.attributes[sc.WAKER_DROP_REASON] == "cancelled"
+    wake = events(span, "waker.wake")
+    assert [e.attributes[sc.WAKE_CAUSE] for e in wake] == ["cancel"]
+    # The cancelling task is the waker.
+    main_id = [
+        s.attributes[sc.TASK_ID] for s in traced.exporter.get_finished_spans() if s.name.endswith(".main")
+    ]
+    assert wake[0].attributes[sc.WAKER_TASK_ID] == main_id[0]
+    assert span.attributes[sc.TASK_WAKER_CLONES] == span.attributes[sc.TASK_WAKER_DROPS] == 1
+
+
+def test_task_identity_is_untouched(traced, run):
+    seen = {}
+
+    async def child():
+        # Suspend first: on CPython 3.12.1, get_coro() of a task that finished
+        # eagerly segfaults, with or without instrumentation (a CPython bug).
+        await asyncio.sleep(0)
+        return 1
+
+    async def main():
+        coro = child()
+        task = asyncio.create_task(coro, name="ident")
+        seen["coro_same"] = task.get_coro() is coro
+        seen["type"] = type(task)
+        seen["name"] = task.get_name()
+        seen["repr"] = repr(task)
+        await task
+        seen["done_repr"] = repr(task)
+
+    run(main)
+    assert seen["coro_same"]
+    assert seen["type"] in (asyncio.Task, getattr(asyncio.tasks, "_PyTask", asyncio.Task))
+    assert seen["name"] == "ident"
+    assert "coro=<test_task_identity_is_untouched.<locals>.child()" in seen["repr"]
+    assert "otel_asyncres" not in seen["repr"] + seen["done_repr"]
+
+
+def test_eager_tasks_first_poll_is_recorded(traced):
+    if sys.version_info < (3, 12):
+        pytest.skip("eager task factory is 3.12+")
+
+    async def immediate():
+        return 1
+
+    async def suspends():
+        await asyncio.sleep(0)
+        return 2
+
+    async def main():
+        asyncio.get_running_loop().set_task_factory(asyncio.eager_task_factory)
+        a = asyncio.create_task(immediate(), name="immediate")
+        assert a.done()  # ran to completion inside create_task
+        b = asyncio.create_task(suspends(), name="suspends")
+        return await a + await b
+
+    assert asyncio.run(main()) == 3
+    spans = traced.spans()
+    immediate_span = one(spans, "task immediate")
+    assert immediate_span.attributes[sc.TASK_POLLS] == 1
+    assert immediate_span.attributes[sc.TASK_OUTCOME] == "ok"
+    suspends_span = one(spans, "task suspends")
+    assert suspends_span.attributes[sc.TASK_POLLS] == 2
+    assert suspends_span.attributes[sc.TASK_SELF_WAKES] == 1
+
+
+def test_task_built_directly_and_task_alive_before_instrument():
+    loop = asyncio.new_event_loop()
+    try:
+
+        async def early():
+            await asyncio.sleep(0.01)
+
+        early_task = loop.create_task(early(), name="early")  # before instrument()
+        handle = make_traced()
+        try:
+
+            async def direct():
+                await asyncio.sleep(0)
+
+            async def main():
+                await asyncio.Task(direct(), name="direct")
+                await early_task
+
+            loop.run_until_complete(main())
+            spans = handle.spans()
+        finally:
+            otel_asyncres.uninstrument()
+    finally:
+        loop.close()
+    direct_span = one(spans, "task direct")
+    assert direct_span.attributes[sc.CODE_FILE_PATH] == THIS_FILE
+    assert sc.TASK_ADOPTED not in direct_span.attributes
+    early_span = one(spans, "task early")
+    assert early_span.attributes[sc.TASK_ADOPTED] is True
+    assert early_span.attributes[sc.TASK_OUTCOME] == "ok"
+
+
+def test_application_span_at_spawn_is_the_parent(traced, run):
+    tracer = trace.get_tracer("app", tracer_provider=traced.session.provider)
+
+    async def grandchild():
+        await asyncio.sleep(0)
+
+    async def handler():
+        await asyncio.create_task(grandchild(), name="grandchild")
+
+    async def main():
+        with tracer.start_as_current_span("GET /orders"):
+            await asyncio.create_task(handler(), name="handler")
+
+    run(main)
+    spans = traced.spans()
+    request = one(spans, "GET /orders")
+    main_span = next(s for s in spans if s.name.endswith("<locals>.main"))
+    handler_span = one(spans, "task handler")
+    grand = one(spans, "task grandchild")
+    assert handler_span.parent.span_id == request.context.span_id
+    assert handler_span.context.trace_id == request.context.trace_id
+    (link,) = handler_span.links
+    assert link.context.span_id == main_span.context.span_id
+    assert link.attributes[sc.LINK_RELATION] == "spawned_by"
+    # The grandchild is spawned by the handler inside the same application
+    # span: its parent is the handler task, not the request again.
+    assert grand.parent.span_id == handler_span.context.span_id
+
+
+def test_parents_never_come_from_the_bridge_threads_context(traced):
+    tracer = trace.get_tracer("app", tracer_provider=TracerProvider())
+
+    async def main():
+        await asyncio.sleep(0)
+
+    asyncio.run(main())
+    with tracer.start_as_current_span("unrelated"):
+        traced.flush()  # the bridge runs here, inside an unrelated current span
+    spans = traced.spans()
+    main_span = next(s for s in spans if s.name.endswith("<locals>.main"))
+    assert main_span.parent is None
+
+
+def test_timestamps_are_the_records(traced, run):
+    async def child():
+        await asyncio.sleep(0.002)
+
+    async def main():
+        await asyncio.create_task(child(), name="child")
+
+    run(main)
+    recs = traced.records()
+    spans = traced.spans()
+    span = one(spans, "task child")
+    tid = span.attributes[sc.TASK_ID]
+    spawned = next(x for x in recs if isinstance(x, r.TaskSpawned) and x.task_id == tid)
+    closed = next(x for x in recs if isinstance(x, r.TaskClosed) and x.task_id == tid)
+    assert span.start_time == spawned.ts
+    assert span.end_time == closed.ts
+    for s in spans:
+        for e in s.events:
+            assert s.start_time <= e.timestamp <= s.end_time, (s.name, e.name)
+
+
+def test_task_destroyed_while_pending_is_lost(traced):
+    async def forever():
+        await asyncio.get_running_loop().create_future()
+
+    loop = asyncio.new_event_loop()
+    try:
+
+        async def main():
+            asyncio.create_task(forever(), name="forgotten")
+            await asyncio.sleep(0)
+
+        loop.run_until_complete(main())
+    finally:
+        loop.close()
+    del loop, main
+    gc.collect()
+    span = one(traced.spans(), "task forgotten")
+    assert span.attributes[sc.TASK_OUTCOME] == "lost"
+    (drop,) = events(span, "waker.drop")
+    assert drop.attributes[sc.WAKER_DROP_REASON] == "task destroyed"
+
+
+def test_loops_in_threads_keep_their_own_tasks(traced):
+    async def worker(tag):
+        for _ in range(20):
+            await asyncio.sleep(0)
+        return tag
+
+    async def main(tag):
+        return await asyncio.create_task(worker(tag), name=f"worker-{tag}")
+
+    results = []
+    threads = [threading.Thread(target=lambda t=t: results.append(asyncio.run(main(t)))) for t in "ab"]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == ["a", "b"]
+    spans = traced.spans()
+    for tag in "ab":
+        worker_span = one(spans, f"task worker-{tag}")
+        parent = next(s for s in spans if s.context.span_id == worker_span.parent.span_id)
+        assert parent.name.endswith("<locals>.main")
+        assert worker_span.attributes[sc.TASK_SELF_WAKES] == 20
+        # every wake of this worker came from itself, never from the other thread's task
+        wakers = {e.attributes[sc.WAKER_TASK_ID] for e in events(worker_span, "waker.wake")}
+        assert wakers == {worker_span.attributes[sc.TASK_ID]}
+
+
+class _ExplodingSink:
+    def consume(self, records):
+        raise RuntimeError("sink bug")
+
+    def flush(self, final=False):
+        raise RuntimeError("sink bug")
+
+    def shutdown(self):
+        pass
+
+
+def test_failures_of_our_own_are_counted_not_raised(traced, monkeypatch):
+    from otel_asyncres.instrumentation import tasks as tasks_module
+
+    traced.session.recorder.add_sink(_ExplodingSink())
+
+    def broken_location():
+        raise RuntimeError("instrumentation bug")
+
+    monkeypatch.setattr(tasks_module, "user_location", broken_location)
+
+    async def child():
+        await asyncio.sleep(0)
+        return 5
+
+    async def main():
+        return await asyncio.create_task(child())
+
+    assert asyncio.run(main()) == 5
+    traced.flush()
+    errors = traced.session.recorder.errors
+    assert errors.get("create_task", 0) >= 1
+    assert errors.get("_ExplodingSink.consume", 0) >= 1
+    assert errors.get("_ExplodingSink.flush", 0) >= 1
