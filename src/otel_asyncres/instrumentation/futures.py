@@ -41,7 +41,7 @@ from ..records import (
 )
 from .frames import caller_is_user_code, innermost_await_frame, is_internal_file, location_of, user_location
 from .patching import Patcher
-from .tasks import TaskState, TaskTracker, Wait, _definitions
+from .tasks import TASK_TYPES, TaskState, TaskTracker, Wait, _definitions
 
 CONCRETE_TYPE = "asyncio.Future"
 KIND = "Sync"
@@ -289,6 +289,8 @@ def _made_by_asyncio(fut: Any) -> bool:
     ``run_in_executor``/``wrap_future``, socket operations): then the future is
     asyncio's plumbing, not a one-shot the user made."""
     for callback, _ctx in fut._callbacks or ():
+        if isinstance(getattr(callback, "__self__", None), TASK_TYPES):
+            continue  # a waiting task's wake-up, the C or the Python one
         func = getattr(callback, "func", callback)  # functools.partial
         func = getattr(func, "__func__", func)  # bound methods
         module = getattr(func, "__module__", None) or ""
