@@ -89,7 +89,16 @@ def events(s: ReceivedSpan, name: str) -> list[dict[str, Any]]:
     return [attributes(e.attributes) for e in s.span.events if e.name == name]
 
 
-def check_oneshot_trace(spans: list[ReceivedSpan]) -> None:
+def related(s: ReceivedSpan, relation: str) -> list[bytes]:
+    """The span ids ``s`` links to with ``asyncio.link.relation == relation``."""
+    return [
+        link.span_id
+        for link in s.span.links
+        if attributes(link.attributes).get("asyncio.link.relation") == relation
+    ]
+
+
+def check_oneshot_trace(spans: list[ReceivedSpan], op_parent: str = "task") -> None:
     """The issue's "done when", on the protobufs."""
     # One trace, one resource, unique span ids, no orphan parents.
     assert {s.span.trace_id for s in spans} == {spans[0].span.trace_id}, describe(spans)
@@ -149,15 +158,18 @@ def check_oneshot_trace(spans: list[ReceivedSpan]) -> None:
     assert any(u.get("value_sent") is True and u.get("value_sent.op") == "override" for u in updates), updates
     assert isinstance(future.attributes["asyncio.resource.id"], int)
 
-    # The receiver's await: child of the receiver's task, woken by the sender.
+    # The receiver's await: child of the receiver's task (or of the future,
+    # with --op-parent resource), linked to the other one, woken by the sender.
     op = one(spans, "async_op Future.__await__")
-    assert op.span.parent_span_id == tasks["receiver"].span.span_id, describe(spans)
-    woken_by = [
-        link
-        for link in op.span.links
-        if attributes(link.attributes).get("asyncio.link.relation") == "woken_by"
-    ]
-    assert [link.span_id for link in woken_by] == [tasks["sender"].span.span_id], op.span.links
+    assert op.attributes["asyncio.async_op.source"] == "Future.__await__"
+    assert op.attributes["asyncio.resource.id"] == future.attributes["asyncio.resource.id"]
+    if op_parent == "task":
+        assert op.span.parent_span_id == tasks["receiver"].span.span_id, describe(spans)
+        assert related(op, "resource") == [future.span.span_id], op.span.links
+    else:
+        assert op.span.parent_span_id == future.span.span_id, describe(spans)
+        assert related(op, "awaited_by") == [tasks["receiver"].span.span_id], op.span.links
+    assert related(op, "woken_by") == [tasks["sender"].span.span_id], op.span.links
     for poll in by_name(spans, "poll"):
         assert poll.span.parent_span_id == op.span.span_id
 
@@ -267,6 +279,32 @@ def test_grpc_gzip_compression() -> None:
         # grpcio decompresses before the servicer sees anything: what is checked
         # is that the exporter, so configured, still delivers everything.
         check_oneshot_trace(received(run_oneshot(env=env), receiver))
+
+
+def test_op_parent_resource_without_poll_spans() -> None:
+    with GrpcReceiver() as receiver:
+        env = otlp_env(receiver, OTEL_ASYNCRES_OP_PARENT="resource")
+        spans = received(run_oneshot("--op-poll-spans", "false", env=env), receiver)
+    check_oneshot_trace(spans, op_parent="resource")
+    assert by_name(spans, "poll") == []
+
+
+def test_poll_spans_by_default() -> None:
+    with HttpReceiver() as receiver:
+        spans = received(run_oneshot(env=otlp_env(receiver)), receiver)
+    polls = sorted(by_name(spans, "poll"), key=lambda p: p.span.start_time_unix_nano)
+    assert [attributes(p.span.attributes).get("asyncio.poll.is_ready") for p in polls] == [False, True]
+
+
+def test_otlp_and_console_together() -> None:
+    with GrpcReceiver() as receiver:
+        result = run_oneshot(env=otlp_env(receiver, OTEL_TRACES_EXPORTER="otlp,console"))
+        assert result.returncode == 0, result.stderr
+        assert result.stdout == EXPECTED_STDOUT
+        assert "task tokio-oneshot" in result.stderr and "async_op Future.__await__" in result.stderr
+        (summary,) = [m for line in result.stderr.splitlines() if (m := SUMMARY.fullmatch(line))]
+        assert receiver.wait_for(int(summary[1]), timeout=10)
+        check_oneshot_trace(receiver.spans())
 
 
 def run_against_dead_collector(protocol: str, **extra: str) -> tuple[subprocess.CompletedProcess[str], float]:
