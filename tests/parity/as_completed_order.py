@@ -29,11 +29,17 @@ async def main() -> None:
         print("main: next completed ->", await fut)
     await s
 
+    async def instant() -> str:
+        print("instant: returning")
+        return "instant"
+
     async def fails() -> None:
         await asyncio.sleep(0)
         raise ValueError("in as_completed")
 
-    for fut in asyncio.as_completed([fails(), worker("instant", asyncio.sleep(0))]):
+    # Tasks, not coroutines: as_completed wraps coroutines in set order (by id).
+    pair = [asyncio.create_task(fails(), name="fails"), asyncio.create_task(instant(), name="instant")]
+    for fut in asyncio.as_completed(pair):
         try:
             print("main: got", await fut)
         except ValueError as exc:

@@ -31,7 +31,7 @@ async def implicit_context() -> None:
         await level3()
     except ValueError:
         await asyncio.sleep(0)
-        raise KeyError("while handling")
+        raise KeyError("while handling")  # noqa: B904  (the implicit __context__ is the point)
 
 
 async def main() -> None:

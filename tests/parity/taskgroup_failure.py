@@ -30,7 +30,7 @@ async def main() -> None:
             b = tg.create_task(child("b", 2, fail=True), name="b")
             c = tg.create_task(child("c", 1), name="c")
             print("main: body done, waiting for children")
-    except ExceptionGroup as eg:
+    except ExceptionGroup as eg:  # noqa: F821  (3.11+; older versions exit above)
         print("main: ExceptionGroup", repr(eg), [repr(e) for e in eg.exceptions])
         print("".join(traceback.format_exception(eg)))
     print("main: a cancelled?", a.cancelled(), "b exc", repr(b.exception()), "c result", c.result())
@@ -46,7 +46,7 @@ async def main() -> None:
             await asyncio.sleep(0)
             print("main: body raising KeyError")
             raise KeyError("body")
-    except BaseExceptionGroup as eg:
+    except BaseExceptionGroup as eg:  # noqa: F821
         print("main: group from body", [repr(e) for e in eg.exceptions])
     except KeyError as e:
         print("main: bare KeyError", repr(e))

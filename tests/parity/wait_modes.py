@@ -21,7 +21,7 @@ def names(tasks: set[asyncio.Task[str]]) -> list[str]:
 
 
 async def main() -> None:
-    ts = {asyncio.create_task(steps(n, k), name=n) for n, k in (("a", 3), ("b", 1), ("c", 2))}
+    ts = {asyncio.create_task(steps(n, k), name=n) for n, k in (("a", 9), ("b", 1), ("c", 4))}
     done, pending = await asyncio.wait(ts, return_when=asyncio.FIRST_COMPLETED)
     print("main: FIRST_COMPLETED done", names(done), "pending", names(pending))
     done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
