@@ -13,10 +13,10 @@ import gc
 import traceback
 
 import pytest
-from conftest import events, make_traced, one
 from opentelemetry.trace import StatusCode
 
 import otel_asyncres
+from conftest import events, make_traced, one
 from otel_asyncres.bridge import semconv as sc
 
 FUTURE = "resource asyncio.Future"
@@ -88,7 +88,10 @@ def test_set_after_await(traced, run):
     assert op.attributes[sc.ASYNC_OP_SOURCE] == "Future.__await__"
     assert op.attributes[sc.CODE_FUNCTION_NAME].endswith("receiver")
     polls = [s for s in spans if s.name == "poll" and s.parent.span_id == op.context.span_id]
-    assert [p.attributes[sc.POLL_IS_READY] for p in sorted(polls, key=lambda p: p.start_time)] == [False, True]
+    assert [p.attributes[sc.POLL_IS_READY] for p in sorted(polls, key=lambda p: p.start_time)] == [
+        False,
+        True,
+    ]
     assert [e.attributes["is_ready"] for e in events(op, "poll_op")] == [False, True]
     assert {e.attributes["op_name"] for e in events(op, "poll_op")} == {"Future.__await__"}
     (wake,) = events(receiver_span, "waker.wake")

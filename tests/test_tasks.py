@@ -13,12 +13,12 @@ import sys
 import threading
 
 import pytest
-from conftest import events, make_traced, one, run_with
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import StatusCode
 
 import otel_asyncres
+from conftest import events, make_traced, one
 from otel_asyncres import records as r
 from otel_asyncres.bridge import semconv as sc
 
@@ -43,7 +43,9 @@ def test_span_names_ids_and_parents(traced, run):
     # Default names ("Task-7") are not span names: they would be high-cardinality.
     assert mid.attributes[sc.TASK_NAME] == "the-middle"
     # CPython 3.13.0 names factory-made tasks "None"; the attribute says so.
-    assert leaf_span.attributes[sc.TASK_NAME].startswith("Task-") or leaf_span.attributes[sc.TASK_NAME] == "None"
+    assert (
+        leaf_span.attributes[sc.TASK_NAME].startswith("Task-") or leaf_span.attributes[sc.TASK_NAME] == "None"
+    )
     assert root.parent is None
     assert mid.parent.span_id == root.context.span_id
     assert leaf_span.parent.span_id == mid.context.span_id

@@ -11,10 +11,15 @@ is one line on stderr and exit status 2, before the program starts.
 from __future__ import annotations
 
 import argparse
+import builtins
+import importlib.machinery
+import io
 import os
 import runpy
 import signal
 import sys
+import types
+import zipfile
 from collections.abc import Sequence
 from types import FrameType, TracebackType
 from typing import Any, NoReturn
@@ -108,14 +113,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(kind: str, name: str, program_args: list[str]) -> int:
     """Run the program as __main__; return its exit status."""
     try:
+        sys.argv = [name, *program_args]
         if kind == "script":
-            sys.argv = [name, *program_args]
-            sys.path[0] = os.path.dirname(os.path.abspath(name))
-            runpy.run_path(name, run_name="__main__")
+            _run_script(name)
         else:
-            sys.argv = [name, *program_args]  # runpy replaces argv[0] with the module's path
             sys.path[0] = os.getcwd()
-            runpy.run_module(name, run_name="__main__", alter_sys=True)
+            runpy.run_module(name, run_name="__main__", alter_sys=True)  # sets argv[0] to the path
     except SystemExit:
         uninstrument()
         raise
@@ -137,6 +140,28 @@ def _run(kind: str, name: str, program_args: list[str]) -> int:
         return 1
     uninstrument()
     return 0
+
+
+def _run_script(path: str) -> None:
+    """Run a script the way ``python path`` does: ``__main__`` gets an
+    absolute (unnormalised) ``__file__``, a SourceFileLoader, no package and
+    no spec, and stays in sys.modules afterwards; sys.path[0] is the
+    script's real directory. Directories and zip files go through runpy,
+    which is what Python itself uses for them."""
+    sys.path[0] = os.path.dirname(os.path.realpath(path))
+    if os.path.isdir(path) or zipfile.is_zipfile(path):
+        runpy.run_path(path, run_name="__main__")
+        return
+    filename = path if os.path.isabs(path) else os.path.join(os.getcwd(), path)
+    main = types.ModuleType("__main__")
+    main.__file__ = filename
+    main.__cached__ = None
+    main.__loader__ = importlib.machinery.SourceFileLoader("__main__", filename)
+    main.__builtins__ = builtins
+    sys.modules["__main__"] = main
+    with io.open_code(filename) as source:
+        code = compile(source.read(), filename, "exec")
+    exec(code, main.__dict__)
 
 
 def _is_launcher(tb: TracebackType) -> bool:

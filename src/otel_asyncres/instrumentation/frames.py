@@ -17,6 +17,7 @@ from typing import Any
 
 from ..records import Location
 
+
 def _loop_implementation_dirs() -> tuple[str, ...]:
     """asyncio's directory, and uvloop's where installed (its Cython code
     reports relative file names such as ``uvloop/loop.pyx``)."""

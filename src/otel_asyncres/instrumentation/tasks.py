@@ -183,7 +183,10 @@ class _ThreadState(threading.local):
 _NAMES_LATE = sys.version_info[:2] == (3, 12)
 _LATE_NAMING_CALLERS = frozenset(
     f.__code__
-    for f in (asyncio.tasks.create_task, getattr(asyncio, "TaskGroup", None) and asyncio.TaskGroup.create_task)
+    for f in (
+        asyncio.tasks.create_task,
+        getattr(asyncio, "TaskGroup", None) and asyncio.TaskGroup.create_task,
+    )
     if f
 )
 
