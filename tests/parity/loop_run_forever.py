@@ -31,7 +31,7 @@ loop.run_until_complete(loop.shutdown_asyncgens())
 loop.close()
 print("closed", loop.is_closed())
 try:
-    loop.create_task(spinner("late", 1))  # noqa: RUF006  (raises: the loop is closed)
+    loop.create_task(spinner("late", 1))
 except RuntimeError as exc:
     print("create_task on a closed loop:", exc)
 

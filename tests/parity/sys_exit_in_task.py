@@ -21,7 +21,7 @@ async def bystander() -> None:
 
 
 async def main() -> None:
-    asyncio.create_task(bystander(), name="bystander")  # noqa: RUF006  (asyncio.run cancels it)
+    asyncio.create_task(bystander(), name="bystander")
     t = asyncio.create_task(child(), name="child")
     try:
         await t
