@@ -154,10 +154,8 @@ def _run_script(path: str) -> None:
         return
     filename = path if os.path.isabs(path) else os.path.join(os.getcwd(), path)
     main = types.ModuleType("__main__")
-    main.__file__ = filename
-    main.__cached__ = None
-    main.__loader__ = importlib.machinery.SourceFileLoader("__main__", filename)
-    main.__builtins__ = builtins
+    loader = importlib.machinery.SourceFileLoader("__main__", filename)
+    main.__dict__.update(__file__=filename, __cached__=None, __loader__=loader, __builtins__=builtins)
     sys.modules["__main__"] = main
     with io.open_code(filename) as source:
         code = compile(source.read(), filename, "exec")

@@ -171,6 +171,8 @@ class ResourceCreated:
     parent_resource_id: int | None = None
     is_internal: bool = False
     adopted: bool = False
+    #: Units of state attributes that have one (a sleep's ``duration``: ms).
+    units: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(slots=True)

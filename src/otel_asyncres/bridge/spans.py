@@ -47,6 +47,9 @@ class BridgeOptions:
     #: Spans for asyncio's own housekeeping tasks; without them such a task is
     #: transparent: what it spawns is parented to its parent.
     internal_tasks: bool = False
+    #: Spans for resources a primitive made for itself (a Queue's Event, a
+    #: Condition's own Lock); their owner's span shows what matters.
+    internal_resources: bool = False
 
 
 def _context_of(span: Span) -> Context:
@@ -360,6 +363,8 @@ class SpanBridge:
     # -- resources -----------------------------------------------------------------
 
     def _resource_created(self, rec: r.ResourceCreated) -> None:
+        if rec.is_internal and not self._options.internal_resources:
+            return
         if rec.parent_resource_id is not None and rec.parent_resource_id in self._resources:
             parent = self._resources[rec.parent_resource_id].context
         elif rec.task_id is not None and rec.task_id in self._tasks:
@@ -373,6 +378,7 @@ class SpanBridge:
             sc.RESOURCE_IS_INTERNAL: rec.is_internal,
             **_code_attributes(rec.location),
             **{sc.RESOURCE_STATE_PREFIX + k: v for k, v in rec.state.items()},
+            **{f"{sc.RESOURCE_STATE_PREFIX}{k}.unit": unit for k, unit in rec.units.items()},
         }
         if rec.adopted:
             attributes[sc.RESOURCE_ADOPTED] = True

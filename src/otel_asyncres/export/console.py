@@ -58,12 +58,15 @@ def _ms(ns: int) -> str:
     return f"{ms:.3f}ms" if ms < 1 else f"{ms:.1f}ms"
 
 
-def _value(v: Any) -> str:
+def _value(v: Any, unit: Any = None) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
-    if isinstance(v, float):
-        return _ms(int(v * 1e9))
-    return str(v)
+    text = f"{v:g}" if isinstance(v, float) else str(v)
+    return f"{text}{unit}" if unit else text
+
+
+def _duration(seconds: Any) -> str:
+    return _ms(int(float(seconds or 0.0) * 1e9))
 
 
 class ConsoleTreeExporter(SpanExporter):
@@ -200,8 +203,8 @@ def _identity(kind: str, attrs: dict[str, Any]) -> str:
 def _task_summary(attrs: dict[str, Any], style: Any) -> str:
     outcome = attrs.get(sc.TASK_OUTCOME, "")
     stats = (
-        f"polls={attrs.get(sc.TASK_POLLS, 0)} busy={_value(attrs.get(sc.TASK_BUSY, 0.0))} "
-        f"sched={_value(attrs.get(sc.TASK_SCHEDULED, 0.0))} idle={_value(attrs.get(sc.TASK_IDLE, 0.0))} "
+        f"polls={attrs.get(sc.TASK_POLLS, 0)} busy={_duration(attrs.get(sc.TASK_BUSY))} "
+        f"sched={_duration(attrs.get(sc.TASK_SCHEDULED))} idle={_duration(attrs.get(sc.TASK_IDLE))} "
         f"wakes={attrs.get(sc.TASK_WAKES, 0)} self={attrs.get(sc.TASK_SELF_WAKES, 0)}"
     )
     shown = style("error", outcome) if outcome in ("error", "lost") else outcome
@@ -210,7 +213,11 @@ def _task_summary(attrs: dict[str, Any], style: Any) -> str:
 
 def _state_summary(attrs: dict[str, Any]) -> str:
     prefix = sc.RESOURCE_STATE_PREFIX
-    return " ".join(f"{k[len(prefix) :]}={_value(v)}" for k, v in attrs.items() if k.startswith(prefix))
+    return " ".join(
+        f"{k[len(prefix) :]}={_value(v, attrs.get(k + '.unit'))}"
+        for k, v in attrs.items()
+        if k.startswith(prefix) and not k.endswith(".unit")
+    )
 
 
 def _op_summary(attrs: dict[str, Any], labels: dict[Any, str]) -> str:
@@ -230,7 +237,8 @@ def _task_label(task_id: Any, labels: dict[Any, str]) -> str:
 def _event_text(name: str, attrs: dict[str, Any], labels: dict[Any, str]) -> str:
     if name == sc.EVENT_STATE_UPDATE:
         return "state_update " + " ".join(
-            f"{k}={_value(v)}" + (f" ({attrs[k + '.op']})" if k + ".op" in attrs else "")
+            f"{k}={_value(v, attrs.get(k + '.unit'))}"
+            + (f" ({attrs[k + '.op']})" if k + ".op" in attrs else "")
             for k, v in attrs.items()
             if not k.endswith((".op", ".unit"))
         )

@@ -7,35 +7,15 @@ exactly as it was.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import importlib.util
-
 from ..recorder import Recorder
+from . import primitives, timers
 from .futures import FutureResources
+from .loops import loop_classes
+from .operations import OperationWaits
 from .patching import Patcher
+from .resources import ResourceRegistry
 from .tasks import TaskTracker
-
-
-def loop_classes() -> list[type]:
-    """Every event loop class that is loaded, uvloop's included when installed.
-
-    Hooks go on classes, not instances, so loops created before
-    ``instrument()`` are covered as well as later ones.
-    """
-    if importlib.util.find_spec("uvloop") is not None:
-        with contextlib.suppress(ImportError):
-            import uvloop  # noqa: F401  (imported so its Loop class can be hooked)
-    found: list[type] = []
-    pending: list[type] = [asyncio.AbstractEventLoop]
-    while pending:
-        cls = pending.pop()
-        sub: type
-        for sub in cls.__subclasses__():
-            if sub not in found:
-                found.append(sub)
-                pending.append(sub)
-    return found
+from .waits import OpRecords
 
 
 class Instrumentation:
@@ -44,15 +24,23 @@ class Instrumentation:
     def __init__(self, recorder: Recorder) -> None:
         self.recorder = recorder
         self.tasks = TaskTracker(recorder)
-        self.futures = FutureResources(recorder, self.tasks)
+        self.ops = OpRecords(recorder)
+        self.futures = FutureResources(recorder, self.tasks, self.ops)
+        self.resources = ResourceRegistry(recorder, self.tasks)
+        self.operations = OperationWaits(self.resources, self.ops, self.tasks)
         self._patcher = Patcher()
 
     def install(self) -> None:
         classes = loop_classes()
         self.tasks.install(self._patcher, classes)
         self.futures.install(self._patcher, classes)
+        primitives.install(self.resources, self.operations, self._patcher)
+        timers.install(self.resources, self.operations)
+        self.operations.install()
+        self.resources.active = True
 
     def uninstall(self) -> None:
+        self.resources.active = False
         self.futures.uninstall()
         self.tasks.uninstall()
         self._patcher.restore_all()

@@ -28,20 +28,17 @@ from typing import Any
 
 from ..recorder import Recorder
 from ..records import (
-    AsyncOpClosed,
-    AsyncOpCreated,
-    AsyncOpPollStarted,
     Outcome,
-    PollOp,
     ResourceClosed,
     ResourceCreated,
     ResourceStateUpdated,
-    next_op_id,
     next_resource_id,
 )
 from .frames import caller_is_user_code, innermost_await_frame, is_internal_file, location_of, user_location
+from .loops import definitions
 from .patching import Patcher
-from .tasks import TASK_TYPES, TaskState, TaskTracker, Wait, _definitions
+from .tasks import TASK_TYPES, TaskState, TaskTracker
+from .waits import OpRecords, Wait, future_outcome
 
 CONCRETE_TYPE = "asyncio.Future"
 KIND = "Sync"
@@ -109,10 +106,11 @@ class Future(asyncio.Future):  # type: ignore[type-arg]
 class FutureResources:
     """Creates, adopts and follows one-shot future resources."""
 
-    def __init__(self, recorder: Recorder, tracker: TaskTracker) -> None:
+    def __init__(self, recorder: Recorder, tracker: TaskTracker, ops: OpRecords) -> None:
         self._recorder = recorder
         self._emit = recorder.emit
         self._tracker = tracker
+        self.ops = ops
         #: Keeps the weak references (and so their close callbacks) alive.
         self._refs: dict[int, weakref.ref[Any]] = {}
         #: Adopted plain futures, by ``id()``; entries leave when the future dies.
@@ -120,7 +118,7 @@ class FutureResources:
 
     def install(self, patcher: Patcher, loop_classes: list[type]) -> None:
         global _active
-        for owner, original in _definitions(loop_classes, "create_future"):
+        for owner, original in definitions(loop_classes, "create_future"):
             patcher.replace(owner, "create_future", self._hook_create_future(original))
         self._tracker.add_classifier(self._classify)
         _active = self
@@ -222,14 +220,9 @@ class FutureResources:
             self._recorder.count_error("Future.__await__", exc)
 
     def _open_op(self, st: TaskState, fut: Any, state: _OneShotState, location: Any) -> Wait:
-        now = time_ns()
-        op_id = next_op_id()
-        rid = state.resource_id
-        self._emit(AsyncOpCreated(now, op_id, rid, st.id, SOURCE, location))
-        self._emit(AsyncOpPollStarted(now, op_id, st.id))
-        return Wait(fut, rid, op_id, SOURCE, handler=_OneShotWaitHandler(self, state))
+        return self.ops.open(st, fut, state.resource_id, SOURCE, location, _OneShotWaitHandler(self, state))
 
-    def _classify(self, st: TaskState, task: Any, fut: Any, now: int) -> Wait | None:
+    def _classify(self, st: TaskState, task: Any, fut: Any, now: int, resumed: Wait | None) -> Wait | None:
         """A task parked on a future: ours, or a plain one that user code made."""
         if type(fut) is Future:
             frame = innermost_await_frame(task.get_coro())
@@ -264,24 +257,21 @@ class _OneShotWaitHandler:
     def woken(self, wait: Wait, future: Any, st: TaskState, waker: TaskState | None, now: int) -> None:
         self._resources._settled(self._state, future)
 
-    def resumed(self, wait: Wait, future: Any, st: TaskState, now: int) -> None:
-        emit = self._resources._emit
-        if wait.op_id is None or wait.resource_id is None:
-            return
-        emit(AsyncOpPollStarted(now, wait.op_id, st.id))
-        emit(PollOp(now, wait.op_id, wait.resource_id, wait.op_name, True))
-        if future is None:
-            outcome = Outcome.LOST  # resumed by something else than this future
-        elif future.cancelled():
-            outcome = Outcome.CANCELLED
-        else:
+    def resumed(self, wait: Wait, future: Any, st: TaskState, now: int) -> bool:
+        """The await returns as soon as the task runs again: the op is over."""
+        ops = self._resources.ops
+        ops.poll_started(wait, st, now)
+        outcome = future_outcome(future)
+        if outcome in (Outcome.OK, Outcome.ERROR):
             self._resources.received(self._state)
-            outcome = Outcome.OK if future._exception is None else Outcome.ERROR
-        emit(AsyncOpClosed(now, wait.op_id, outcome))
+        ops.completed(wait, now, outcome)
+        return True
+
+    def finished(self, wait: Wait, st: TaskState, now: int) -> None:
+        """Not reached: a one-shot await completes as it resumes."""
 
     def abandoned(self, wait: Wait, st: TaskState, now: int) -> None:
-        if wait.op_id is not None:
-            self._resources._emit(AsyncOpClosed(now, wait.op_id, Outcome.LOST))
+        self._resources.ops.abandoned(wait, now)
 
 
 def _made_by_asyncio(fut: Any) -> bool:

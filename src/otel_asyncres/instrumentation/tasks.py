@@ -29,7 +29,7 @@ import weakref
 from collections.abc import Callable
 from time import time_ns
 from types import BuiltinMethodType, MethodType
-from typing import Any, Protocol
+from typing import Any
 
 from opentelemetry import trace as otel_trace
 
@@ -50,7 +50,9 @@ from ..records import (
     next_task_id,
 )
 from .frames import is_runtime_file, user_location
+from .loops import definitions
 from .patching import Patcher
+from .waits import Wait
 
 _HAS_CANCELLING = sys.version_info >= (3, 11)
 
@@ -85,47 +87,6 @@ _PY_STEP = getattr(_PY_TASK, "_Task__step", None)
 _PY_WAKEUP = getattr(_PY_TASK, "_Task__wakeup", None)
 
 
-class WaitHandler(Protocol):
-    """Resource-specific behaviour of a wait (a future resource, a lock, a join)."""
-
-    def woken(self, wait: Wait, future: Any, st: TaskState, waker: TaskState | None, now: int) -> None:
-        """The awaited ``future`` completed and scheduled the waiting task."""
-
-    def resumed(self, wait: Wait, future: Any, st: TaskState, now: int) -> None:
-        """The waiting task is being polled again, inside the operation
-        (``future`` is None when it was not resumed by that future)."""
-
-    def abandoned(self, wait: Wait, st: TaskState, now: int) -> None:
-        """The wait will never complete (never started, or its task is gone)."""
-
-
-class Wait:
-    """One registration of a task on something it waits for.
-
-    It names the future by ``id()`` only: holding it would keep a pending,
-    unreachable task alive (task -> future -> callback -> task), hiding
-    asyncio's "Task was destroyed but it is pending!". The id is safe to compare
-    because the future lives as long as the task is parked on it."""
-
-    __slots__ = ("future_id", "resource_id", "op_id", "op_name", "awaited_task_id", "handler")
-
-    def __init__(
-        self,
-        future: Any,
-        resource_id: int | None = None,
-        op_id: int | None = None,
-        op_name: str = "",
-        awaited_task_id: int | None = None,
-        handler: WaitHandler | None = None,
-    ) -> None:
-        self.future_id = id(future)
-        self.resource_id = resource_id
-        self.op_id = op_id
-        self.op_name = op_name
-        self.awaited_task_id = awaited_task_id
-        self.handler = handler
-
-
 class TaskState:
     """What the instrumentation knows about one live task."""
 
@@ -139,6 +100,7 @@ class TaskState:
         "ran_eagerly",
         "wait",
         "pending_wait",
+        "resumed",
         "cancelling",
     )
 
@@ -157,6 +119,8 @@ class TaskState:
         #: An op opened by an instrumented ``__await__`` in the current poll,
         #: confirmed as ``wait`` when the poll ends parked on its future.
         self.pending_wait: Wait | None = None
+        #: An op resumed in the current poll that has not completed yet.
+        self.resumed: Wait | None = None
         self.cancelling = 0
 
 
@@ -175,24 +139,26 @@ class _ThreadState(threading.local):
     current: TaskState | None = None
     spawning: TaskState | None = None
     unnamed: tuple[TaskState, Any] | None = None
+    #: While a future's done-callback runs: the task whose poll completed the
+    #: future (gather, wait, TaskGroup and shield complete theirs that way).
+    cause: TaskState | None = None
 
 
 #: On 3.12 only, ``asyncio.create_task`` and ``TaskGroup.create_task`` name the
 #: task after ``loop.create_task`` returns; an eager task may be finished by
 #: then. Its close waits for that ``_set_task_name`` call.
 _NAMES_LATE = sys.version_info[:2] == (3, 12)
+_TASK_GROUP = getattr(asyncio, "TaskGroup", None)
 _LATE_NAMING_CALLERS = frozenset(
     f.__code__
-    for f in (
-        asyncio.tasks.create_task,
-        getattr(asyncio, "TaskGroup", None) and asyncio.TaskGroup.create_task,
-    )
-    if f
+    for f in (asyncio.tasks.create_task, getattr(_TASK_GROUP, "create_task", None))
+    if f is not None
 )
 
 
-#: Classifies what a task parked on: returns a Wait, or None to pass.
-Classifier = Callable[[TaskState, Any, Any, int], "Wait | None"]
+#: Classifies what a task parked on: (task state, task, future, now, the op
+#: resumed in this poll if any) -> a Wait, or None to let the next one decide.
+Classifier = Callable[[TaskState, Any, Any, int, "Wait | None"], "Wait | None"]
 
 
 def _error_info(exc: BaseException) -> ErrorInfo:
@@ -257,7 +223,7 @@ class TaskTracker:
     def install(self, patcher: Patcher, loop_classes: list[type]) -> None:
         hooks = {"call_soon": self._hook_call_soon, "create_task": self._hook_create_task}
         for name, make in hooks.items():
-            for owner, original in _definitions(loop_classes, name):
+            for owner, original in definitions(loop_classes, name):
                 patcher.replace(owner, name, make(original))
         if _NAMES_LATE:
             original = asyncio.tasks._set_task_name  # type: ignore[attr-defined]
@@ -269,8 +235,11 @@ class TaskTracker:
 
     def _hook_call_soon(self, original: Callable[..., Any]) -> Callable[..., Any]:
         tracker = self
+        tls = self._tls
         run_poll = self._run_poll
+        run_caused = self._run_caused
         step_type = _STEP_TYPE
+        isfuture = asyncio.isfuture
 
         def call_soon(loop: Any, callback: Any, *args: Any, context: Any = None) -> Any:
             kind = type(callback)
@@ -285,7 +254,12 @@ class TaskTracker:
             ):
                 task, wakeup = callback.__self__, callback.__func__ is _PY_WAKEUP
             else:
-                return original(loop, callback, *args, context=context)
+                cause = tls.current or tls.cause
+                if cause is None or not args or not isfuture(args[0]) or not tracker.active:
+                    return original(loop, callback, *args, context=context)
+                # A future's done-callback, scheduled by a task's action: when
+                # it runs, what it wakes was woken by that task.
+                return original(loop, run_caused, cause, callback, *args, context=context)
             if not tracker.active:
                 return original(loop, callback, *args, context=context)
             try:
@@ -431,7 +405,7 @@ class TaskTracker:
                 if st.init_scheduled:
                     return st
         now = time_ns()
-        waker = tls.current
+        waker = tls.current or tls.cause
         waker_id = waker.id if waker is not None else None
         wait = st.wait
         if wakeup and wait is not None and args and id(args[0]) == wait.future_id:
@@ -474,19 +448,35 @@ class TaskTracker:
             wait = st.wait
             if wait is not None:
                 st.wait = None
-                if wait.handler is not None:
-                    future = args[0] if args and id(args[0]) == wait.future_id else None
-                    wait.handler.resumed(wait, future, st, now)
+                self._resume(st, wait, args, now)
         except Exception as exc:
             self._recorder.count_error("poll start", exc)
         try:
             callback(*args)
         finally:
-            tls.current = previous
             try:
                 self._after_poll(st, task, time_ns())
             except Exception as exc:
                 self._recorder.count_error("poll end", exc)
+            tls.current = previous
+
+    def _run_caused(self, cause: TaskState, callback: Any, *args: Any) -> None:
+        tls = self._tls
+        previous, tls.cause = tls.cause, cause
+        try:
+            callback(*args)
+        finally:
+            tls.cause = previous
+
+    @staticmethod
+    def _resume(st: TaskState, wait: Wait, args: tuple[Any, ...], now: int) -> None:
+        """The task runs again after parking: inside its op, if it had one."""
+        handler = wait.handler
+        if handler is None:
+            return
+        future = args[0] if args and id(args[0]) == wait.future_id else None
+        if not handler.resumed(wait, future, st, now):
+            st.resumed = wait
 
     def _first_poll(self, st: TaskState, task: Any, now: int) -> None:
         st.polled = True
@@ -501,45 +491,41 @@ class TaskTracker:
     def _after_poll(self, st: TaskState, task: Any, now: int) -> None:
         self._emit(TaskPollEnded(now, st.id))
         pending, st.pending_wait = st.pending_wait, None
-        if task.done():
-            if pending is not None and pending.handler is not None:
-                pending.handler.abandoned(pending, st, now)
+        resumed, st.resumed = st.resumed, None
+        future = None if task.done() else task._fut_waiter
+        wait = None
+        if future is not None:
+            if pending is not None and pending.future_id == id(future):
+                wait, pending = pending, None
+            else:
+                wait = self._classify(st, task, future, now, resumed)
+        if pending is not None and pending.handler is not None:
+            pending.handler.abandoned(pending, st, now)
+        if resumed is not None and resumed is not wait and resumed.handler is not None:
+            resumed.handler.finished(resumed, st, now)
+        if wait is not None:
+            self._park(st, task, wait, now)
+        elif task.done():
             self._close(st, task, now)
-            return
-        future = task._fut_waiter
-        if future is None:
-            if pending is not None and pending.handler is not None:
-                pending.handler.abandoned(pending, st, now)
-            return
-        if pending is not None and pending.future_id == id(future):
-            wait = pending
-        else:
-            if pending is not None and pending.handler is not None:
-                pending.handler.abandoned(pending, st, now)
-            wait = self._classify(st, task, future, now)
+
+    def _park(self, st: TaskState, task: Any, wait: Wait, now: int) -> None:
         st.wait = wait
         if _HAS_CANCELLING:
             st.cancelling = task.cancelling()
-        self._emit(
-            WakerCloned(
-                now,
-                st.id,
-                wait.resource_id,
-                wait.op_id,
-                wait.awaited_task_id,
-            )
-        )
+        self._emit(WakerCloned(now, st.id, wait.resource_id, wait.op_id, wait.awaited_task_id))
         if wait.op_id is not None and wait.resource_id is not None:
             self._emit(PollOp(now, wait.op_id, wait.resource_id, wait.op_name, False))
 
-    def _classify(self, st: TaskState, task: Any, future: Any, now: int) -> Wait:
+    def _classify(self, st: TaskState, task: Any, future: Any, now: int, resumed: Wait | None) -> Wait:
         for classify in self._classifiers:
-            wait = classify(st, task, future, now)
+            wait = classify(st, task, future, now, resumed)
             if wait is not None:
                 return wait
         return Wait(future)
 
-    def _classify_join(self, st: TaskState, task: Any, future: Any, now: int) -> Wait | None:
+    def _classify_join(
+        self, st: TaskState, task: Any, future: Any, now: int, resumed: Wait | None
+    ) -> Wait | None:
         if isinstance(future, TASK_TYPES):
             awaited = self.state_of(future)
             return Wait(future, awaited_task_id=awaited.id if awaited is not None else None)
@@ -587,28 +573,3 @@ def _not_started(coro: Any) -> bool:
     if inspect.isgenerator(coro):
         return inspect.getgeneratorstate(coro) == inspect.GEN_CREATED
     return False
-
-
-def _definitions(classes: list[type], name: str) -> list[tuple[type, Any]]:
-    """Where to patch ``name`` so that every class in ``classes`` sees the hook.
-
-    A method is patched on the class that defines it; an extension type
-    (uvloop's Cython base) cannot be patched, so its Python subclasses are."""
-    found: dict[type, Any] = {}
-    for cls in classes:
-        for owner in cls.__mro__:
-            if name in vars(owner):
-                target = owner if _patchable(owner) else cls
-                if target not in found:
-                    found[target] = getattr(target, name)
-                break
-    return list(found.items())
-
-
-_HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: a class made by a class statement
-_IMMUTABLETYPE = 1 << 8  # Py_TPFLAGS_IMMUTABLETYPE (3.10+)
-
-
-def _patchable(cls: type) -> bool:
-    flags = cls.__flags__
-    return bool(flags & _HEAPTYPE) and not flags & _IMMUTABLETYPE
