@@ -22,8 +22,9 @@ comparing. Nothing else is normalised: task names, reprs, file paths and line
 numbers in tracebacks must match exactly.
 
 Each program runs on every loop flavour this machine has (``PARITY_LOOP``):
-the default loop with the C Task, the pure-Python Task, and uvloop when it is
-installed. A program restricts that with a ``# parity: variants=a,b`` line.
+the default loop with the C Task, the pure-Python Task (marked slow), and
+uvloop when it is installed. A program restricts that with a
+``# parity: variants=a,b`` line.
 All subprocesses of the selected tests are started up front on a small pool,
 so the suite takes about as long as its slowest few programs on each core.
 """
@@ -157,10 +158,22 @@ def _outcome(
     return future.result()
 
 
+#: The pure-Python Task is a rarer flavour; its runs are marked slow to keep the
+#: default run short (CI runs everything).
+SLOW_VARIANTS = {"pytask"}
+
+
 @pytest.mark.parametrize(
     ("prog", "variant"),
-    CASES,
-    ids=[f"{prog.stem}-{variant}" for prog, variant in CASES],
+    [
+        pytest.param(
+            prog,
+            variant,
+            id=f"{prog.stem}-{variant}",
+            marks=[pytest.mark.slow] if variant in SLOW_VARIANTS else [],
+        )
+        for prog, variant in CASES
+    ],
 )
 def test_parity(launched: dict[Key, concurrent.futures.Future[Outcome]], prog: Path, variant: str) -> None:
     plain = _outcome(launched, prog, variant, "plain")
