@@ -121,7 +121,8 @@ def launched(request: pytest.FixtureRequest) -> Iterator[dict[Key, concurrent.fu
     wanted: list[tuple[Path, str]] = []
     for item in request.session.items:
         callspec = getattr(item, "callspec", None)
-        if item.module is request.module and callspec is not None and "prog" in callspec.params:
+        params = callspec.params if callspec is not None else {}
+        if item.module is request.module and "prog" in params and "variant" in params:
             wanted.append((callspec.params["prog"], callspec.params["variant"]))
     workers = max(2, (os.cpu_count() or 2) + 1)
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="parity")
