@@ -3,7 +3,10 @@
 The replayed ``state_update`` events must equal the future's real state after
 every path: set after the await, set before it, cancelled by the sender,
 abandoned by a cancelled receiver, completed with an exception, and plain
-``asyncio.Future()`` objects adopted at their first await.
+``asyncio.Future()`` objects adopted at their first await. Paths that involve a
+wait are checked in both modes: the default (plain futures, adopted when a task
+parks on them) and ``futures=subclass`` (a recording subclass from
+``loop.create_future()``); paths with no wait only exist in the second.
 """
 
 from __future__ import annotations
@@ -53,6 +56,26 @@ def task_span(spans, name):
     return one(spans, f"task {name}")
 
 
+@pytest.fixture(params=["adopt", "subclass"])
+def traced(request):
+    """Both modes of following futures (this overrides conftest's fixture)."""
+    handle = make_traced(futures=request.param)
+    handle.mode = request.param
+    try:
+        yield handle
+    finally:
+        otel_asyncres.uninstrument()
+
+
+@pytest.fixture
+def subclass_traced():
+    handle = make_traced(futures="subclass")
+    try:
+        yield handle
+    finally:
+        otel_asyncres.uninstrument()
+
+
 def test_set_after_await(traced, run):
     kept = {}
 
@@ -100,7 +123,8 @@ def test_set_after_await(traced, run):
     assert events(receiver_span, "waker.clone")[0].attributes[sc.ASYNC_OP_ID] == op.attributes[sc.ASYNC_OP_ID]
 
 
-def test_set_before_await_is_a_receive_without_an_op(traced, run):
+def test_set_before_await_is_a_receive_without_an_op(subclass_traced, run):
+    traced = subclass_traced
     kept = {}
 
     async def main():
@@ -197,7 +221,25 @@ def test_exception_sent_and_received(traced, run):
     assert "otel_asyncres" not in kept["tb"]
 
 
-def test_result_read_directly_is_a_receive(traced):
+def test_set_before_await_involves_no_wait_and_no_resource_by_default(run):
+    handle = make_traced()
+    try:
+
+        async def main():
+            fut = asyncio.get_running_loop().create_future()
+            assert type(fut) is asyncio.Future
+            fut.set_result("early")
+            return await fut
+
+        assert run(main) == "early"
+        spans = handle.spans()
+    finally:
+        otel_asyncres.uninstrument()
+    assert not [s for s in spans if s.name in (FUTURE, AWAIT)]
+
+
+def test_result_read_directly_is_a_receive(subclass_traced):
+    traced = subclass_traced
     async def main():
         fut = asyncio.get_running_loop().create_future()
         fut.set_result(1)
@@ -264,6 +306,7 @@ def test_future_repr_type_and_behaviour_unchanged(traced):
 
     async def main():
         fut = asyncio.get_running_loop().create_future()
+        seen["exact_type"] = type(fut) is asyncio.Future
         seen["repr"] = repr(fut)
         seen["isinstance"] = isinstance(fut, asyncio.Future) and asyncio.isfuture(fut)
         fut.set_result(3)
@@ -283,12 +326,14 @@ def test_future_repr_type_and_behaviour_unchanged(traced):
     assert seen["done_repr"] == "<Future finished result=3>"
     assert seen["isinstance"]
     assert seen["cancel_args"] == ("why",)
+    # Only the opt-in subclass mode changes the exact type.
+    assert seen["exact_type"] is (traced.mode == "adopt")
 
 
 def test_resource_ends_when_the_future_is_collected(traced):
     async def main():
         fut = asyncio.get_running_loop().create_future()
-        fut.set_result(None)
+        asyncio.get_running_loop().call_soon(fut.set_result, None)
         await fut
         del fut
         gc.collect()

@@ -19,6 +19,7 @@ from urllib.parse import urlparse
 EXPORTERS = ("otlp", "console", "none")
 PROTOCOLS = ("grpc", "http/protobuf")
 OP_PARENTS = ("task", "resource")
+FUTURE_MODES = ("adopt", "subclass")
 
 _DEFAULT_ENDPOINTS = {"grpc": "http://localhost:4317", "http/protobuf": "http://localhost:4318"}
 _TRUE = ("1", "true", "yes", "on")
@@ -38,6 +39,7 @@ class Settings:
     service_name: str | None = None
     op_parent: str = "task"
     op_poll_spans: bool = True
+    futures: str = "adopt"
 
 
 #: option name -> (environment variable, parser); OTEL_* exporter settings are
@@ -45,6 +47,7 @@ class Settings:
 _OWN_OPTIONS = {
     "op_parent": "OTEL_ASYNCRES_OP_PARENT",
     "op_poll_spans": "OTEL_ASYNCRES_OP_POLL_SPANS",
+    "futures": "OTEL_ASYNCRES_FUTURES",
 }
 OPTION_NAMES = ("exporter", "endpoint", "protocol", "service_name", *_OWN_OPTIONS)
 
@@ -66,6 +69,7 @@ def load_settings(
         service_name=_text(options.get("service_name") or env.get("OTEL_SERVICE_NAME")),
         op_parent=_choice("op_parent", _own(options, env, "op_parent"), OP_PARENTS, "task"),
         op_poll_spans=_boolean("op_poll_spans", _own(options, env, "op_poll_spans"), True),
+        futures=_choice("futures", _own(options, env, "futures"), FUTURE_MODES, "adopt"),
     )
 
 

@@ -49,7 +49,7 @@ class Session:
             tracer, BridgeOptions(op_parent=settings.op_parent, op_poll_spans=settings.op_poll_spans)
         )
         self.recorder = Recorder([self.bridge])
-        self.instrumentation = Instrumentation(self.recorder)
+        self.instrumentation = Instrumentation(self.recorder, future_subclass=settings.futures == "subclass")
         self._closed = False
         self._lock = threading.Lock()
 

@@ -21,8 +21,9 @@ from .waits import OpRecords
 class Instrumentation:
     """All instrumentation sources, installed and removed together."""
 
-    def __init__(self, recorder: Recorder) -> None:
+    def __init__(self, recorder: Recorder, future_subclass: bool = False) -> None:
         self.recorder = recorder
+        self._future_subclass = future_subclass
         self.tasks = TaskTracker(recorder)
         self.ops = OpRecords(recorder)
         self.futures = FutureResources(recorder, self.tasks, self.ops)
@@ -33,7 +34,7 @@ class Instrumentation:
     def install(self) -> None:
         classes = loop_classes()
         self.tasks.install(self._patcher, classes)
-        self.futures.install(self._patcher, classes)
+        self.futures.install(self._patcher, classes, subclass=self._future_subclass)
         primitives.install(self.resources, self.operations, self._patcher)
         timers.install(self.resources, self.operations)
         self.operations.install()

@@ -47,6 +47,25 @@ def is_runtime_file(filename: str) -> bool:
     return filename.startswith(_RUNTIME_DIRS)
 
 
+_runtime_codes: dict[CodeType, bool] = {}
+
+
+def is_runtime_callback(callback: Any) -> bool:
+    """Whether a callback is asyncio's own code (through partials and bound
+    methods), cached per code object."""
+    func = getattr(callback, "func", callback)
+    func = getattr(func, "__func__", func)
+    code = getattr(func, "__code__", None)
+    if code is None:
+        return False
+    known = _runtime_codes.get(code)
+    if known is None:
+        if len(_runtime_codes) >= _CACHE_LIMIT:
+            _runtime_codes.clear()
+        known = _runtime_codes[code] = is_runtime_file(code.co_filename)
+    return known
+
+
 def location_of(frame: FrameType) -> Location:
     """The (interned) location a frame is currently at."""
     code = frame.f_code
@@ -67,6 +86,30 @@ def user_location() -> Location | None:
         if not frame.f_code.co_filename.startswith(_SKIPPED):
             return location_of(frame)
         frame = frame.f_back
+    return None
+
+
+#: Frames inside ``create_task`` (a task factory the program set, say) are
+#: machinery of the spawn, not where it was asked for.
+_CREATE_TASK = asyncio.BaseEventLoop.create_task.__code__
+
+
+def spawn_location() -> Location | None:
+    """Where in user code a task is being spawned: the first user frame
+    outside the loop's ``create_task``, if the spawn passes through it."""
+    start: FrameType | None = sys._getframe(1)
+    frame = start
+    for _ in range(16):
+        if frame is None:
+            break
+        if frame.f_code is _CREATE_TASK:
+            start = frame.f_back
+            break
+        frame = frame.f_back
+    while start is not None:
+        if not start.f_code.co_filename.startswith(_SKIPPED):
+            return location_of(start)
+        start = start.f_back
     return None
 
 

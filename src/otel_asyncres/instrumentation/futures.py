@@ -5,17 +5,23 @@ sets a value once, a receiver waits for it. Its state is ``value_sent``,
 ``value_received`` and ``cancelled``; awaiting it is the async op
 ``Future.__await__``.
 
-The C ``Future`` cannot be patched, so seeing every path needs an object we can
-see into. ``loop.create_future()`` called from user code (the way asyncio's
-documentation asks futures to be made) returns a ``Future`` subclass whose
-``set_result``, ``set_exception``, ``cancel``, ``result`` and ``__await__`` also
-record; it is named ``Future`` so its repr is unchanged, and ``__await__``
-returns the C iterator itself, so no frame of ours shows in a traceback. A plain
-``asyncio.Future()`` (a constructor call we cannot intercept) is adopted when a
-task first parks on it from user code; what happened to it before that (a
-value set before anyone awaited) cannot be seen. Futures that asyncio makes for
-itself (a sleep's timer, a lock's waiter, ``shield``, ``run_in_executor``) are
-not resources here.
+The C ``Future`` cannot be patched, and returning anything but an
+``asyncio.Future`` from ``loop.create_future()`` would change what a program
+sees (``type(fut) is asyncio.Future``). So by default a future is adopted when a
+task first parks on it from user code: its ``value_sent`` or ``cancelled`` is
+recorded when its completion wakes the waiting task (the waker is the setter),
+and ``value_received`` when that task resumes. A future set before anyone
+awaited it involves no wait: it is not a resource then.
+
+Where every path matters more than type identity, the ``futures=subclass``
+option makes user code's ``loop.create_future()`` return a ``Future`` subclass
+whose ``set_result``, ``set_exception``, ``cancel``, ``result`` and ``__await__``
+also record. It is named ``Future`` so its repr is unchanged, ``__await__``
+returns the C iterator itself so no frame of ours shows in a traceback, and in
+asyncio's debug mode plain futures are kept (they record their creation stack).
+
+Futures that asyncio makes for itself (a sleep's timer, a lock's waiter,
+``shield``, ``run_in_executor``) are not resources here.
 """
 
 from __future__ import annotations
@@ -116,10 +122,16 @@ class FutureResources:
         #: Adopted plain futures, by ``id()``; entries leave when the future dies.
         self._adopted: dict[int, _OneShotState] = {}
 
-    def install(self, patcher: Patcher, loop_classes: list[type]) -> None:
+    def install(self, patcher: Patcher, loop_classes: list[type], subclass: bool = False) -> None:
+        """Follow futures as one-shots. By default they stay plain futures,
+        adopted when a task parks on one; with ``subclass``, user code's
+        ``loop.create_future()`` returns the recording subclass, which sees
+        every path (a value set before anyone awaited, ``result()``), at the
+        price of ``type(fut) is asyncio.Future`` no longer being true."""
         global _active
-        for owner, original in definitions(loop_classes, "create_future"):
-            patcher.replace(owner, "create_future", self._hook_create_future(original))
+        if subclass:
+            for owner, original in definitions(loop_classes, "create_future"):
+                patcher.replace(owner, "create_future", self._hook_create_future(original))
         self._tracker.add_classifier(self._classify)
         _active = self
 
@@ -132,7 +144,9 @@ class FutureResources:
         resources = self
 
         def create_future(loop: Any) -> Any:
-            if _active is not resources or not caller_is_user_code():
+            # In debug mode a future records the stack it was made in, which
+            # would show this hook: there, plain futures (adopted when awaited).
+            if _active is not resources or not caller_is_user_code() or loop.get_debug():
                 return original(loop)
             try:
                 return resources._new_future(loop)
@@ -151,12 +165,14 @@ class FutureResources:
         fut._asyncres = state
         return fut
 
-    def _created(self, fut: Any, location: Any, adopted: bool, key: int | None = None) -> _OneShotState:
+    def _created(
+        self, fut: Any, location: Any, adopted: bool, key: int | None = None, now: int | None = None
+    ) -> _OneShotState:
         rid = next_resource_id()
         current = self._tracker.current()
         self._emit(
             ResourceCreated(
-                time_ns(),
+                time_ns() if now is None else now,
                 rid,
                 CONCRETE_TYPE,
                 KIND,
@@ -219,15 +235,18 @@ class FutureResources:
         except Exception as exc:
             self._recorder.count_error("Future.__await__", exc)
 
-    def _open_op(self, st: TaskState, fut: Any, state: _OneShotState, location: Any) -> Wait:
-        return self.ops.open(st, fut, state.resource_id, SOURCE, location, _OneShotWaitHandler(self, state))
+    def _open_op(
+        self, st: TaskState, fut: Any, state: _OneShotState, location: Any, now: int | None = None
+    ) -> Wait:
+        handler = _OneShotWaitHandler(self, state)
+        return self.ops.open(st, fut, state.resource_id, SOURCE, location, handler, now)
 
     def _classify(self, st: TaskState, task: Any, fut: Any, now: int, resumed: Wait | None) -> Wait | None:
         """A task parked on a future: ours, or a plain one that user code made."""
         if type(fut) is Future:
             frame = innermost_await_frame(task.get_coro())
             location = location_of(frame) if frame is not None else None
-            return self._open_op(st, fut, fut._asyncres, location)
+            return self._open_op(st, fut, fut._asyncres, location, now)
         if type(fut) not in _PLAIN_FUTURES:
             return None
         frame = innermost_await_frame(task.get_coro())
@@ -235,12 +254,12 @@ class FutureResources:
             return None
         state = self._adopted.get(id(fut))
         if state is None:
-            state = self._adopt(fut, location_of(frame))
-        return self._open_op(st, fut, state, location_of(frame))
+            state = self._adopt(fut, location_of(frame), now)
+        return self._open_op(st, fut, state, location_of(frame), now)
 
-    def _adopt(self, fut: Any, location: Any) -> _OneShotState:
+    def _adopt(self, fut: Any, location: Any, now: int) -> _OneShotState:
         key = id(fut)
-        state = self._adopted[key] = self._created(fut, location, adopted=True, key=key)
+        state = self._adopted[key] = self._created(fut, location, adopted=True, key=key, now=now)
         return state
 
 

@@ -19,8 +19,9 @@ class Patcher:
         self._saved: list[tuple[Any, str, Any]] = []
 
     def replace(self, owner: Any, name: str, value: Any) -> Any:
-        """Set ``owner.name = value``; return what ``owner.name`` resolved to before."""
-        previous = getattr(owner, name)
+        """Set ``owner.name = value``; return what ``owner.name`` resolved to
+        before (None if nothing)."""
+        previous = getattr(owner, name, None)
         own = vars(owner).get(name, _MISSING) if hasattr(owner, "__dict__") else previous
         self._saved.append((owner, name, own))
         setattr(owner, name, value)

@@ -49,8 +49,8 @@ from ..records import (
     WakerDropped,
     next_task_id,
 )
-from .frames import is_runtime_file, user_location
-from .loops import definitions
+from . import hooks
+from .frames import is_runtime_callback, is_runtime_file, spawn_location
 from .patching import Patcher
 from .waits import Wait
 
@@ -73,7 +73,8 @@ def _step_wrapper_type() -> type:
 
     loop.call_soon = spy  # type: ignore[method-assign, assignment]
     try:
-        loop.run_until_complete(loop.create_task(noop()))
+        # Named, so that asyncio's "Task-N" counter does not move.
+        loop.run_until_complete(loop.create_task(noop(), name="otel-asyncres-probe"))
     finally:
         loop.close()
     return seen[0]
@@ -102,6 +103,8 @@ class TaskState:
         "pending_wait",
         "resumed",
         "cancelling",
+        "name_hint",
+        "outer",
     )
 
     def __init__(self, task_id: int) -> None:
@@ -122,6 +125,11 @@ class TaskState:
         #: An op resumed in the current poll that has not completed yet.
         self.resumed: Wait | None = None
         self.cancelling = 0
+        #: The name an eager task finished before receiving (3.12, 3.13.0).
+        self.name_hint: str | None = None
+        #: While polled: the state that was current before (an eager child's
+        #: first step runs inside its parent's poll).
+        self.outer: TaskState | None = None
 
 
 class TaskRef(weakref.ref):  # type: ignore[type-arg]
@@ -133,25 +141,27 @@ class TaskRef(weakref.ref):  # type: ignore[type-arg]
 
 class _ThreadState(threading.local):
     """Per thread (one running loop per thread): the task being polled now,
-    the task that ``create_task`` is spawning now, and an eager task that
-    finished inside ``create_task`` before its name was set."""
+    and the task an eager task factory is spawning now."""
 
     current: TaskState | None = None
     spawning: TaskState | None = None
-    unnamed: tuple[TaskState, Any] | None = None
     #: While a future's done-callback runs: the task whose poll completed the
     #: future (gather, wait, TaskGroup and shield complete theirs that way).
     cause: TaskState | None = None
 
 
-#: On 3.12 only, ``asyncio.create_task`` and ``TaskGroup.create_task`` name the
-#: task after ``loop.create_task`` returns; an eager task may be finished by
-#: then. Its close waits for that ``_set_task_name`` call.
-_NAMES_LATE = sys.version_info[:2] == (3, 12)
+#: On 3.12 and 3.13.0 the loop's ``create_task`` (and, on 3.12, then
+#: ``asyncio.create_task`` or ``TaskGroup.create_task``) name a task after the
+#: factory returns; an eager task may be finished by then. Its name is read
+#: from their ``name`` argument.
 _TASK_GROUP = getattr(asyncio, "TaskGroup", None)
-_LATE_NAMING_CALLERS = frozenset(
+_NAMING_FRAMES = frozenset(
     f.__code__
-    for f in (asyncio.tasks.create_task, getattr(_TASK_GROUP, "create_task", None))
+    for f in (
+        asyncio.tasks.create_task,
+        getattr(_TASK_GROUP, "create_task", None),
+        asyncio.BaseEventLoop.create_task,
+    )
     if f is not None
 )
 
@@ -159,6 +169,21 @@ _LATE_NAMING_CALLERS = frozenset(
 #: Classifies what a task parked on: (task state, task, future, now, the op
 #: resumed in this poll if any) -> a Wait, or None to let the next one decide.
 Classifier = Callable[[TaskState, Any, Any, int, "Wait | None"], "Wait | None"]
+
+
+def _name_being_given() -> str | None:
+    """The ``name`` a create_task frame above is about to give."""
+    frame = sys._getframe(2)
+    found = None
+    for _ in range(6):
+        if frame is None:
+            break
+        if frame.f_code in _NAMING_FRAMES:
+            name = frame.f_locals.get("name")
+            if name is not None:
+                found = str(name)
+        frame = frame.f_back  # type: ignore[assignment]
+    return found
 
 
 def _error_info(exc: BaseException) -> ErrorInfo:
@@ -221,74 +246,66 @@ class TaskTracker:
     # -- installation -------------------------------------------------------
 
     def install(self, patcher: Patcher, loop_classes: list[type]) -> None:
-        hooks = {"call_soon": self._hook_call_soon, "create_task": self._hook_create_task}
-        for name, make in hooks.items():
-            for owner, original in definitions(loop_classes, name):
-                patcher.replace(owner, name, make(original))
-        if _NAMES_LATE:
-            original = asyncio.tasks._set_task_name  # type: ignore[attr-defined]
-            patcher.replace(asyncio.tasks, "_set_task_name", self._hook_set_task_name(original))
+        hooks.install(self, patcher, loop_classes)
         self.active = True
 
     def uninstall(self) -> None:
         self.active = False
 
-    def _hook_call_soon(self, original: Callable[..., Any]) -> Callable[..., Any]:
-        tracker = self
+    def task_step(self, loop: Any, callback: Any, args: tuple[Any, ...]) -> tuple[TaskState, Any] | None:
+        """When ``callback`` is a task's step or wake-up: record the schedule
+        (spawn, wake) and return the task and its state, to bracket the poll."""
+        kind = type(callback)
+        if kind is _STEP_TYPE:
+            task, wakeup = callback.__self__, False
+        elif kind is BuiltinMethodType and callback.__name__ == "task_wakeup":
+            task, wakeup = callback.__self__, True
+        elif (
+            kind is MethodType
+            and _PY_TASK is not None
+            and (callback.__func__ is _PY_STEP or callback.__func__ is _PY_WAKEUP)
+        ):
+            task, wakeup = callback.__self__, callback.__func__ is _PY_WAKEUP
+        else:
+            return None
+        if not self.active:
+            return None
+        try:
+            return self._on_schedule(loop, task, wakeup, args), task
+        except Exception as exc:
+            self._recorder.count_error("call_soon", exc)
+            return None
+
+    def cause_of(self, callback: Any, args: tuple[Any, ...]) -> TaskState | None:
+        """The task on whose behalf one of asyncio's own done-callbacks is being
+        scheduled (gather's, wait's, TaskGroup's, shield's): when it runs,
+        whatever it wakes was woken by that task. User callbacks are never
+        wrapped: their reprs and tracebacks stay exactly as they were."""
         tls = self._tls
-        run_poll = self._run_poll
-        run_caused = self._run_caused
-        step_type = _STEP_TYPE
-        isfuture = asyncio.isfuture
+        cause = tls.current or tls.cause
+        if cause is None or not args or not self.active or not is_runtime_callback(callback):
+            return None
+        return cause if asyncio.isfuture(args[0]) else None
 
-        def call_soon(loop: Any, callback: Any, *args: Any, context: Any = None) -> Any:
-            kind = type(callback)
-            if kind is step_type:
-                task, wakeup = callback.__self__, False
-            elif kind is BuiltinMethodType and callback.__name__ == "task_wakeup":
-                task, wakeup = callback.__self__, True
-            elif (
-                kind is MethodType
-                and _PY_TASK is not None
-                and (callback.__func__ is _PY_STEP or callback.__func__ is _PY_WAKEUP)
-            ):
-                task, wakeup = callback.__self__, callback.__func__ is _PY_WAKEUP
-            else:
-                cause = tls.current or tls.cause
-                if cause is None or not args or not isfuture(args[0]) or not tracker.active:
-                    return original(loop, callback, *args, context=context)
-                # A future's done-callback, scheduled by a task's action: when
-                # it runs, what it wakes was woken by that task.
-                return original(loop, run_caused, cause, callback, *args, context=context)
-            if not tracker.active:
-                return original(loop, callback, *args, context=context)
-            try:
-                st = tracker._on_schedule(loop, task, wakeup, args)
-            except Exception as exc:
-                tracker._recorder.count_error("call_soon", exc)
-                return original(loop, callback, *args, context=context)
-            return original(loop, run_poll, st, task, callback, *args, context=context)
-
-        call_soon.__wrapped__ = original  # type: ignore[attr-defined]
-        return call_soon
-
-    def _hook_create_task(self, original: Callable[..., Any]) -> Callable[..., Any]:
+    def eager_factory(self, factory: Callable[..., Any]) -> Callable[..., Any]:
+        """Wrap an eager task factory (3.12+): the task's first step runs
+        inside it, never passing ``call_soon``."""
         tracker = self
 
-        def create_task(loop: Any, coro: Any, *args: Any, **kwargs: Any) -> Any:
+        def eager_task_factory(loop: Any, coro: Any, **kwargs: Any) -> Any:
             if not tracker.active:
-                return original(loop, coro, *args, **kwargs)
+                return factory(loop, coro, **kwargs)
             tls = tracker._tls
             try:
                 st = tracker._spawn_begin(coro)
             except Exception as exc:
-                tracker._recorder.count_error("create_task", exc)
-                return original(loop, coro, *args, **kwargs)
+                tracker._recorder.count_error("task factory", exc)
+                return factory(loop, coro, **kwargs)
             prev_spawning, prev_current = tls.spawning, tls.current
             tls.spawning = tls.current = st
             started = time_ns()
             try:
-                task = original(loop, coro, *args, **kwargs)
+                task = factory(loop, coro, **kwargs)
             except BaseException:
                 tls.spawning, tls.current = prev_spawning, prev_current
                 tracker._spawn_failed(st)
@@ -297,25 +314,11 @@ class TaskTracker:
             try:
                 tracker._spawn_end(st, task, started)
             except Exception as exc:
-                tracker._recorder.count_error("create_task", exc)
+                tracker._recorder.count_error("task factory", exc)
             return task
 
-        create_task.__wrapped__ = original  # type: ignore[attr-defined]
-        return create_task
-
-    def _hook_set_task_name(self, original: Callable[[Any, Any], None]) -> Callable[[Any, Any], None]:
-        tracker = self
-
-        def _set_task_name(task: Any, name: Any) -> None:
-            try:
-                original(task, name)
-            finally:
-                unnamed = tracker._tls.unnamed
-                if unnamed is not None and unnamed[1] is task:
-                    tracker._tls.unnamed = None
-                    tracker._close(unnamed[0], task, time_ns())
-
-        return _set_task_name
+        eager_task_factory.__wrapped__ = factory  # type: ignore[attr-defined]
+        return eager_task_factory
 
     # -- spawn ---------------------------------------------------------------
 
@@ -328,7 +331,7 @@ class TaskTracker:
                 st.id,
                 parent.id if parent is not None else None,
                 _coroutine_name(coro),
-                user_location(),
+                spawn_location(),
                 _app_span_context(),
                 internal=_is_internal_coroutine(coro),
             )
@@ -350,10 +353,8 @@ class TaskTracker:
         if st.ran_eagerly or task.done() or task._fut_waiter is not None:
             self._emit(TaskPollStarted(started, st.id))
             self._first_poll(st, task, started)
-            if task.done() and _NAMES_LATE and sys._getframe(2).f_code in _LATE_NAMING_CALLERS:
-                self._emit(TaskPollEnded(time_ns(), st.id))
-                self._tls.unnamed = (st, task)  # closed by _set_task_name, next
-                return
+            if task.done():
+                st.name_hint = _name_being_given()
             self._after_poll(st, task, time_ns())
 
     def _bind(self, st: TaskState, task: Any) -> None:
@@ -376,7 +377,7 @@ class TaskTracker:
                 st.id,
                 parent.id if parent is not None and fresh else None,
                 _coroutine_name(coro),
-                user_location() if fresh else None,
+                spawn_location() if fresh else None,
                 _app_span_context() if fresh else None,
                 adopted=not fresh,
                 internal=_is_internal_coroutine(coro),
@@ -433,12 +434,12 @@ class TaskTracker:
             return bool(task.cancelling() > st.cancelling)
         return True
 
-    def _run_poll(self, st: TaskState, task: Any, callback: Any, *args: Any) -> None:
+    def poll_begin(self, st: TaskState, task: Any, args: tuple[Any, ...]) -> None:
+        """A task's step is about to run (its scheduled arguments: ``args``)."""
         if not self.active:
-            callback(*args)
             return
         tls = self._tls
-        previous = tls.current
+        st.outer = tls.current
         tls.current = st
         try:
             now = time_ns()
@@ -451,16 +452,18 @@ class TaskTracker:
                 self._resume(st, wait, args, now)
         except Exception as exc:
             self._recorder.count_error("poll start", exc)
-        try:
-            callback(*args)
-        finally:
-            try:
-                self._after_poll(st, task, time_ns())
-            except Exception as exc:
-                self._recorder.count_error("poll end", exc)
-            tls.current = previous
 
-    def _run_caused(self, cause: TaskState, callback: Any, *args: Any) -> None:
+    def poll_finish(self, st: TaskState, task: Any) -> None:
+        """A task's step has just run."""
+        if self._tls.current is not st:
+            return  # its start was not recorded (instrumentation just turned on or off)
+        try:
+            self._after_poll(st, task, time_ns())
+        except Exception as exc:
+            self._recorder.count_error("poll end", exc)
+        self._tls.current, st.outer = st.outer, None
+
+    def run_caused(self, cause: TaskState, callback: Any, *args: Any) -> None:
         tls = self._tls
         previous, tls.cause = tls.cause, cause
         try:
@@ -483,7 +486,7 @@ class TaskTracker:
         self._note_name(st, task, now)
 
     def _note_name(self, st: TaskState, task: Any, now: int) -> None:
-        name = task.get_name()
+        name = st.name_hint or task.get_name()
         if name != st.name:
             st.name = name
             self._emit(TaskNamed(now, st.id, name))

@@ -1,0 +1,166 @@
+"""The patched loop methods through which the task tracker sees everything.
+
+A Python function interposed in a call shows up in the traceback of any
+exception that passes through it. So hooks go where nothing is raised:
+
+- asyncio's own loops: ``BaseEventLoop._call_soon``, which ``call_soon`` (and
+  ``call_soon_threadsafe``) reach only after validating their arguments, so a
+  misuse (a closed loop, a bad callback) raises with exactly the same frames;
+- uvloop: its ``call_soon`` is Cython with no Python-level helper, so the hook
+  is on ``call_soon`` itself (the one place where a misuse's traceback shows a
+  frame of this package);
+- eager task factories (3.12+), whose first step never passes ``call_soon``:
+  wrapped when the loop reads its factory, never when it is set, so
+  ``set_task_factory`` and ``get_task_factory`` behave exactly as before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import weakref
+from asyncio import format_helpers
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from .loops import definitions
+from .patching import Patcher
+
+if TYPE_CHECKING:
+    from .tasks import TaskTracker
+
+_EAGER_FACTORY = getattr(asyncio, "eager_task_factory", None)
+
+
+def install(tracker: TaskTracker, patcher: Patcher, loop_classes: list[type]) -> None:
+    base = [cls for cls in loop_classes if issubclass(cls, asyncio.BaseEventLoop)]
+    other = [cls for cls in loop_classes if not issubclass(cls, asyncio.BaseEventLoop)]
+    for owner, original in definitions(base, "_call_soon"):
+        patcher.replace(owner, "_call_soon", _hook__call_soon(tracker, original))
+    for owner, original in definitions(other, "call_soon"):
+        if owner is not asyncio.AbstractEventLoop:
+            patcher.replace(owner, "call_soon", _hook_call_soon(tracker, original))
+    if _EAGER_FACTORY is not None:
+        slot = _TaskFactorySlot(tracker)
+        patcher.replace(asyncio.BaseEventLoop, "_task_factory", slot)
+        patcher.replace(asyncio.BaseEventLoop, "get_task_factory", _unwrapping_get_task_factory)
+        for cls, original in definitions(other, "set_task_factory"):
+            if cls is not asyncio.AbstractEventLoop:
+                getter = vars(cls).get("get_task_factory") or next(
+                    vars(c)["get_task_factory"] for c in cls.__mro__ if "get_task_factory" in vars(c)
+                )
+                patcher.replace(cls, "set_task_factory", _hook_set_task_factory(slot, original))
+                patcher.replace(cls, "get_task_factory", _hook_get_task_factory(getter))
+
+
+def _hook__call_soon(tracker: TaskTracker, original: Callable[..., Any]) -> Callable[..., Any]:
+    """A task's step is scheduled untouched, between a handle of ours that
+    opens the poll and one that closes it: the three run back to back (the
+    ready queue is FIFO), and no frame of this package is ever on the step's
+    stack, so stack inspection, tracebacks, handle reprs and debug mode's
+    reports stay exactly as they were."""
+    task_step, cause_of, run_caused = tracker.task_step, tracker.cause_of, tracker.run_caused
+    poll_begin, poll_finish = tracker.poll_begin, tracker.poll_finish
+
+    def _call_soon(loop: Any, callback: Any, args: Any, context: Any) -> Any:
+        step = task_step(loop, callback, args)
+        if step is not None:
+            _trimmed(original(loop, poll_begin, (*step, args), context))
+            handle = original(loop, callback, args, context)
+            _trimmed(original(loop, poll_finish, step, context))
+            return _trimmed(handle)
+        cause = cause_of(callback, args)
+        if cause is not None:
+            callback, args = run_caused, (cause, callback, *args)
+        return _trimmed(original(loop, callback, args, context))
+
+    _call_soon.__wrapped__ = original  # type: ignore[attr-defined]
+    return _call_soon
+
+
+def _trimmed(handle: Any) -> Any:
+    """In debug mode a handle records the (depth-limited) stack it was made
+    in: record it again from the hook's caller, as if there were no hook."""
+    if handle._source_traceback:
+        handle._source_traceback = format_helpers.extract_stack(sys._getframe(2))
+    return handle
+
+
+def _hook_call_soon(tracker: TaskTracker, original: Callable[..., Any]) -> Callable[..., Any]:
+    """uvloop's ``call_soon``: the same three handles."""
+    task_step, cause_of, run_caused = tracker.task_step, tracker.cause_of, tracker.run_caused
+    poll_begin, poll_finish = tracker.poll_begin, tracker.poll_finish
+
+    def call_soon(loop: Any, callback: Any, *args: Any, context: Any = None) -> Any:
+        step = task_step(loop, callback, args)
+        if step is not None:
+            original(loop, poll_begin, *step, args, context=context)
+            handle = original(loop, callback, *args, context=context)
+            original(loop, poll_finish, *step, context=context)
+        else:
+            cause = cause_of(callback, args)
+            if cause is None:
+                handle = original(loop, callback, *args, context=context)
+            else:
+                handle = original(loop, run_caused, cause, callback, *args, context=context)
+        if handle._source_traceback:  # debug mode; the attribute is read-only, its list is not
+            handle._source_traceback[:] = format_helpers.extract_stack(sys._getframe(1))
+        return handle
+
+    call_soon.__wrapped__ = original  # type: ignore[attr-defined]
+    return call_soon
+
+
+def _is_eager(factory: Any) -> bool:
+    return factory is _EAGER_FACTORY or (
+        getattr(factory, "__qualname__", "") == "create_eager_task_factory.<locals>.factory"
+    )
+
+
+class _TaskFactorySlot:
+    """``BaseEventLoop._task_factory``, as a data descriptor: the loop keeps
+    its factory in its instance dict as before; ``create_task`` reads an eager
+    one wrapped."""
+
+    def __init__(self, tracker: TaskTracker) -> None:
+        self.tracker = tracker
+        self._wrapped: weakref.WeakKeyDictionary[Any, Callable[..., Any]] = weakref.WeakKeyDictionary()
+
+    def wrap(self, factory: Any) -> Any:
+        if factory is None or not _is_eager(factory) or not self.tracker.active:
+            return factory
+        try:
+            wrapped = self._wrapped.get(factory)
+            if wrapped is None:
+                wrapped = self._wrapped[factory] = self.tracker.eager_factory(factory)
+            return wrapped
+        except TypeError:  # not weak-referenceable
+            return factory
+
+    def __get__(self, loop: Any, owner: Any = None) -> Any:
+        if loop is None:
+            return self
+        return self.wrap(loop.__dict__.get("_task_factory"))
+
+    def __set__(self, loop: Any, factory: Any) -> None:
+        loop.__dict__["_task_factory"] = factory
+
+
+def _unwrapping_get_task_factory(loop: Any) -> Any:
+    """Return the task factory (the one that was set, not its wrapper)."""
+    return loop.__dict__.get("_task_factory")
+
+
+def _hook_set_task_factory(slot: _TaskFactorySlot, original: Callable[..., Any]) -> Callable[..., Any]:
+    def set_task_factory(loop: Any, factory: Any) -> None:
+        original(loop, slot.wrap(factory))
+
+    return set_task_factory
+
+
+def _hook_get_task_factory(original: Callable[..., Any]) -> Callable[..., Any]:
+    def get_task_factory(loop: Any) -> Any:
+        factory = original(loop)
+        return getattr(factory, "__wrapped__", factory) if factory is not None else None
+
+    return get_task_factory
