@@ -32,8 +32,13 @@ class Outcome:
     ERROR = "error"
     CANCELLED = "cancelled"
     #: The task was garbage-collected while still pending ("Task was destroyed
-    #: but it is pending!"), or an op was abandoned without completing.
+    #: but it is pending!"), or an op whose task went away.
     LOST = "lost"
+    #: The waiting task moved on without it (``wait`` returning on the first
+    #: completed, a timeout or a cancellation of a ``gather``).
+    ABANDONED = "abandoned"
+    #: A timeout expired.
+    TIMED_OUT = "timed_out"
 
 
 class WakeCause:
@@ -237,6 +242,9 @@ class AsyncOpClosed:
     op_id: int
     outcome: str
     error: ErrorInfo | None = None
+    #: The task whose ending completed the op, for ops that were not parked on
+    #: that task (a gather's children): the wake names the waiter's waker.
+    waker_id: int | None = None
 
 
 Record = (

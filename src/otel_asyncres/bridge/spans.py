@@ -293,9 +293,14 @@ class SpanBridge:
             attrs[sc.ASYNC_OP_ID] = rec.op_id
         task.span.add_event(sc.EVENT_WAKER_WAKE, attrs, timestamp=rec.ts)
         op = self._ops.get(rec.op_id) if rec.op_id is not None else None
-        waker, waker_id = self._traced(rec.waker_id), rec.waker_id
-        if op is not None and waker is not None and waker.span is not None and waker_id is not None:
-            op.span.set_attribute(sc.WAKER_TASK_ID, waker_id)
+        if op is not None and rec.waker_id is not None:
+            self._link_waker(op, rec.waker_id)
+
+    def _link_waker(self, op: _Op, waker_id: int) -> None:
+        """The op was completed by that task's action: say so, and link to it."""
+        op.span.set_attribute(sc.WAKER_TASK_ID, waker_id)
+        waker = self._traced(waker_id)
+        if waker is not None and waker.span is not None:
             op.span.add_link(waker.span.get_span_context(), {sc.LINK_RELATION: sc.LINK_WOKEN_BY})
 
     def _poll_started(self, rec: r.TaskPollStarted) -> None:
@@ -474,6 +479,9 @@ class SpanBridge:
         op.span.set_attribute(sc.ASYNC_OP_STATE_PREFIX + rec.attribute, rec.value)
 
     def _op_closed(self, rec: r.AsyncOpClosed) -> None:
+        op = self._ops.get(rec.op_id)
+        if op is not None and rec.waker_id is not None:
+            self._link_waker(op, rec.waker_id)
         self._end_op(rec.op_id, rec.ts, rec.outcome, error=rec.error)
 
     def _end_op(

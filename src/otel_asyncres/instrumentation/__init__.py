@@ -10,6 +10,7 @@ from __future__ import annotations
 from ..recorder import Recorder
 from . import primitives, timers
 from .futures import FutureResources
+from .joins import Joins
 from .loops import loop_classes
 from .operations import OperationWaits
 from .patching import Patcher
@@ -29,6 +30,7 @@ class Instrumentation:
         self.futures = FutureResources(recorder, self.tasks, self.ops)
         self.resources = ResourceRegistry(recorder, self.tasks)
         self.operations = OperationWaits(self.resources, self.ops, self.tasks)
+        self.joins = Joins(self.resources, self.ops, self.tasks)
         self._patcher = Patcher()
 
     def install(self) -> None:
@@ -37,6 +39,7 @@ class Instrumentation:
         self.futures.install(self._patcher, classes, subclass=self._future_subclass)
         primitives.install(self.resources, self.operations, self._patcher)
         timers.install(self.resources, self.operations)
+        self.joins.install(self._patcher, self.operations)
         self.operations.install()
         self.resources.active = True
 

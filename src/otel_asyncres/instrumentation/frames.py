@@ -51,8 +51,8 @@ _runtime_codes: dict[CodeType, bool] = {}
 
 
 def is_runtime_callback(callback: Any) -> bool:
-    """Whether a callback is asyncio's own code (through partials and bound
-    methods), cached per code object."""
+    """Whether a callback is asyncio's own code, or this package's hook on
+    it (through partials and bound methods), cached per code object."""
     func = getattr(callback, "func", callback)
     func = getattr(func, "__func__", func)
     code = getattr(func, "__code__", None)
@@ -62,7 +62,7 @@ def is_runtime_callback(callback: Any) -> bool:
     if known is None:
         if len(_runtime_codes) >= _CACHE_LIMIT:
             _runtime_codes.clear()
-        known = _runtime_codes[code] = is_runtime_file(code.co_filename)
+        known = _runtime_codes[code] = is_internal_file(code.co_filename)
     return known
 
 
@@ -120,6 +120,27 @@ def caller_is_user_code(depth: int = 1) -> bool:
         return not sys._getframe(depth + 1).f_code.co_filename.startswith(_SKIPPED)
     except ValueError:
         return False
+
+
+def await_chain(coro: Any) -> list[FrameType]:
+    """The frames of a suspended coroutine chain, outermost first."""
+    frames = []
+    obj = coro
+    for _ in range(256):  # guards against pathological self-referencing chains
+        frame = getattr(obj, "cr_frame", None) or getattr(obj, "gi_frame", None)
+        if frame is None:
+            break
+        frames.append(frame)
+        obj = getattr(obj, "cr_await", None) or getattr(obj, "gi_yieldfrom", None)
+    return frames
+
+
+def innermost_user_frame(frames: list[FrameType]) -> FrameType | None:
+    """The innermost frame of user code in a chain: the ``await`` that waits."""
+    for frame in reversed(frames):
+        if not is_internal_file(frame.f_code.co_filename):
+            return frame
+    return None
 
 
 def innermost_await_frame(coro: Any) -> FrameType | None:

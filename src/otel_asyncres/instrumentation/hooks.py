@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import weakref
-from asyncio import format_helpers
+from asyncio import constants, format_helpers
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -80,9 +80,11 @@ def _hook__call_soon(tracker: TaskTracker, original: Callable[..., Any]) -> Call
 
 def _trimmed(handle: Any) -> Any:
     """In debug mode a handle records the (depth-limited) stack it was made
-    in: record it again from the hook's caller, as if there were no hook."""
+    in: record it again from the hook's caller, as if there were no hook.
+    asyncio's own ``_call_soon`` frame counted in the depth, hence one less."""
     if handle._source_traceback:
-        handle._source_traceback = format_helpers.extract_stack(sys._getframe(2))
+        depth = constants.DEBUG_STACK_DEPTH - 1
+        handle._source_traceback = format_helpers.extract_stack(sys._getframe(2), limit=depth)
     return handle
 
 

@@ -139,15 +139,17 @@ class ResourceRegistry:
         location: Location | None = None,
         adopted: bool = True,
         parent: ResourceState | None = None,
+        task_id: int | None = None,
     ) -> ResourceState | None:
-        """The object's resource, registered now if it is new to us."""
+        """The object's resource, registered now if it is new to us
+        (``task_id``: the task it belongs to, by default the current one)."""
         rs = self._states.get(id(obj))
         if rs is not None:
             return rs
         family = family or self.family_of(obj)
         if family is None:
             return None
-        return self._register(obj, family, location, adopted, parent)
+        return self._register(obj, family, location, adopted, parent, parent is not None, task_id)
 
     def _register(
         self,
@@ -156,23 +158,27 @@ class ResourceRegistry:
         location: Location | None,
         adopted: bool,
         parent: ResourceState | None,
+        internal: bool = False,
+        task_id: int | None = None,
     ) -> ResourceState:
-        rs = ResourceState(next_resource_id(), family, internal=parent is not None)
+        rs = ResourceState(next_resource_id(), family, internal=internal)
         key = id(obj)
         self._states[key] = rs
         self._refs[rs.id] = weakref.ref(obj, _Gone(self, rs, key))
-        current = self.tracker.current()
+        if task_id is None:
+            current = self.tracker.current()
+            task_id = current.id if current is not None else None
         state = _safe_read(family, obj)
         record = ResourceCreated(
             time_ns(),
             rs.id,
             family.concrete_type,
             family.kind,
-            current.id if current is not None else None,
+            task_id,
             location,
             {},
             parent_resource_id=parent.id if parent is not None else None,
-            is_internal=parent is not None,
+            is_internal=internal,
             adopted=adopted,
             units=family.units,
         )
@@ -192,9 +198,9 @@ class ResourceRegistry:
         """Register an object seen during its own construction: find where in
         user code it was made, and whether another primitive made it for itself
         (a Condition's lock, a Queue's event), which makes it internal."""
-        location, owner = _construction_site(obj, frame)
+        location, owner, internal = _construction_site(obj, frame)
         parent = self.ensure(owner) if owner is not None else None
-        return self._register(obj, family, location, adopted=False, parent=parent)
+        return self._register(obj, family, location, adopted=False, parent=parent, internal=internal)
 
     def close(self, obj: Any) -> None:
         """End a resource before its object dies (a sleep that is over)."""
@@ -280,10 +286,11 @@ def _safe_read(family: Family, obj: Any) -> dict[str, StateValue] | None:
         return None
 
 
-def _construction_site(obj: Any, frame: FrameType | None) -> tuple[Location | None, Any]:
-    """Walk out of the object's own ``__init__`` frames: the first frame in
-    user code is where it was made; a runtime frame whose ``self`` is another
-    object means that object made this one for itself."""
+def _construction_site(obj: Any, frame: FrameType | None) -> tuple[Location | None, Any, bool]:
+    """Walk out of the object's own ``__init__`` frames. The first frame in
+    user code is where it was made. If asyncio's own code made it first (a
+    Condition's Lock, a Queue's Event, ``as_completed``'s Queue), it is
+    internal, a child of the primitive that made it (``self`` there), if any."""
     while frame is not None:
         code = frame.f_code
         if code.co_name == "__init__" and frame.f_locals.get("self") is obj:
@@ -292,12 +299,11 @@ def _construction_site(obj: Any, frame: FrameType | None) -> tuple[Location | No
         filename = code.co_filename
         if is_runtime_file(filename):
             owner = frame.f_locals.get("self")
-            if owner is not None and owner is not obj:
-                return None, owner
-        elif not is_internal_file(filename):
-            return location_of(frame), None
+            return None, (owner if owner is not obj else None), True
+        if not is_internal_file(filename):
+            return location_of(frame), None, False
         frame = frame.f_back
-    return None, None
+    return None, None, False
 
 
 def hook_setattr(cls: type, registry: ResourceRegistry, patcher: Patcher, watched: frozenset[str]) -> None:

@@ -220,7 +220,9 @@ class TaskTracker:
         self._emit = recorder.emit
         self._states: dict[int, TaskState] = {}
         self._tls = _ThreadState()
-        self._classifiers: list[Classifier] = [self._classify_join]
+        self._classifiers: list[Classifier] = []
+        #: Called as (state, task, when, outcome) when a task ends.
+        self.close_listeners: list[Callable[[TaskState, Any, int, str], None]] = []
         self.active = False
 
     # -- public to other instrumentation sources ---------------------------
@@ -526,14 +528,6 @@ class TaskTracker:
                 return wait
         return Wait(future)
 
-    def _classify_join(
-        self, st: TaskState, task: Any, future: Any, now: int, resumed: Wait | None
-    ) -> Wait | None:
-        if isinstance(future, TASK_TYPES):
-            awaited = self.state_of(future)
-            return Wait(future, awaited_task_id=awaited.id if awaited is not None else None)
-        return None
-
     # -- end -----------------------------------------------------------------
 
     def _close(self, st: TaskState, task: Any, now: int) -> None:
@@ -545,6 +539,8 @@ class TaskTracker:
             # "Task exception was never retrieved" is still logged as before.
             exc = task._exception
             outcome, error = (Outcome.OK, None) if exc is None else (Outcome.ERROR, _error_info(exc))
+        for listener in self.close_listeners:
+            listener(st, task, now, outcome)
         self._emit(TaskClosed(now, st.id, outcome, error))
         self._forget(st)
 

@@ -145,13 +145,13 @@ class OpRecords:
         if wait.op_id is not None:
             self._emit(AsyncOpStateUpdated(time_ns() if now is None else now, wait.op_id, attribute, value))
 
-    def completed(self, wait: Wait, now: int, outcome: str) -> None:
+    def completed(self, wait: Wait, now: int, outcome: str, waker_id: int | None = None) -> None:
         """The op's last poll was ready; the op is over."""
         wait.completed = True
         if wait.op_id is None or wait.resource_id is None:
             return
         self._emit(PollOp(now, wait.op_id, wait.resource_id, wait.op_name, True))
-        self._emit(AsyncOpClosed(now, wait.op_id, outcome))
+        self._emit(AsyncOpClosed(now, wait.op_id, outcome, waker_id=waker_id))
 
     def abandoned(self, wait: Wait, now: int, outcome: str = Outcome.LOST) -> None:
         if wait.op_id is not None:
