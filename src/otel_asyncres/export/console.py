@@ -61,7 +61,7 @@ def _ms(ns: int) -> str:
 def _value(v: Any, unit: Any = None) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
-    text = f"{v:g}" if isinstance(v, float) else str(v)
+    text = f"{v:.3f}".rstrip("0").rstrip(".") if isinstance(v, float) else str(v)
     return f"{text}{unit}" if unit else text
 
 

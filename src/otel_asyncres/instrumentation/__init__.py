@@ -38,7 +38,7 @@ class Instrumentation:
         self.tasks.install(self._patcher, classes)
         self.futures.install(self._patcher, classes, subclass=self._future_subclass)
         primitives.install(self.resources, self.operations, self._patcher)
-        timers.install(self.resources, self.operations)
+        timers.install(self.resources, self.operations, self.ops, self._patcher)
         self.joins.install(self._patcher, self.operations)
         self.operations.install()
         self.resources.active = True

@@ -54,6 +54,7 @@ class Family:
         on_write: Callable[[ResourceRegistry, ResourceState, Any, str, FrameType, TaskState | None], None]
         | None = None,
         on_wake: Callable[[ResourceState, TaskState], None] | None = None,
+        factories: Iterable[Any] = (),
     ) -> None:
         self.cls = cls
         self.concrete_type = concrete_type
@@ -68,6 +69,9 @@ class Family:
         self.on_write = on_write
         #: Called when a task parked on the resource is woken.
         self.on_wake = on_wake
+        #: asyncio functions through which user code makes these objects
+        #: (``asyncio.timeout``): construction through them is the user's.
+        self.factories = frozenset(f.__code__ for f in factories if f is not None)
 
 
 class ResourceState:
@@ -198,7 +202,7 @@ class ResourceRegistry:
         """Register an object seen during its own construction: find where in
         user code it was made, and whether another primitive made it for itself
         (a Condition's lock, a Queue's event), which makes it internal."""
-        location, owner, internal = _construction_site(obj, frame)
+        location, owner, internal = _construction_site(obj, frame, family.factories)
         parent = self.ensure(owner) if owner is not None else None
         return self._register(obj, family, location, adopted=False, parent=parent, internal=internal)
 
@@ -286,14 +290,17 @@ def _safe_read(family: Family, obj: Any) -> dict[str, StateValue] | None:
         return None
 
 
-def _construction_site(obj: Any, frame: FrameType | None) -> tuple[Location | None, Any, bool]:
-    """Walk out of the object's own ``__init__`` frames. The first frame in
-    user code is where it was made. If asyncio's own code made it first (a
-    Condition's Lock, a Queue's Event, ``as_completed``'s Queue), it is
-    internal, a child of the primitive that made it (``self`` there), if any."""
+def _construction_site(
+    obj: Any, frame: FrameType | None, factories: frozenset[Any] = frozenset()
+) -> tuple[Location | None, Any, bool]:
+    """Walk out of the object's own ``__init__`` frames (and the public
+    factories that make it). The first frame in user code is where it was
+    made. If asyncio's own code made it first (a Condition's Lock, a Queue's
+    Event, ``as_completed``'s Queue), it is internal, a child of the primitive
+    that made it (``self`` there), if any."""
     while frame is not None:
         code = frame.f_code
-        if code.co_name == "__init__" and frame.f_locals.get("self") is obj:
+        if code in factories or (code.co_name == "__init__" and frame.f_locals.get("self") is obj):
             frame = frame.f_back
             continue
         filename = code.co_filename

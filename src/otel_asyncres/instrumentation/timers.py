@@ -1,21 +1,38 @@
-"""Timers: ``asyncio.sleep`` as a resource of kind Timer.
+"""Timers: ``asyncio.sleep``, ``asyncio.timeout`` and ``wait_for``, of kind Timer.
 
 Each sleep that waits is its own resource (Tokio's ``Sleep``), made when the
 task parks in it and ended when the sleep is over; its op is ``sleep``. The
 resource is keyed by the sleep's coroutine object, which lives exactly as long
-as the sleep. ``sleep(0)`` does not wait on a timer: it is a yield, recorded
-as the task waking itself.
+as the sleep. ``sleep(0)`` does not wait on a timer: it is a yield, recorded as
+the task waking itself.
+
+A timeout is the resource ``asyncio.Timeout`` (state ``deadline``, wall-clock
+seconds since the epoch, and ``expired``); the scope it guards is its op,
+``timeout``, from entering to leaving the ``async with``, ending ``timed_out``
+when the deadline passed. On 3.11+ both ``asyncio.timeout`` and (3.12+)
+``wait_for`` go through the ``Timeout`` class, whose state writes are watched;
+on 3.10 and 3.11 ``wait_for`` is its own op, ``wait_for``, on a Timeout made
+for the call.
 """
 
 from __future__ import annotations
 
 import asyncio
+import sys
+import time
+import weakref
 from types import FrameType
 from typing import Any
 
-from ..records import StateValue
+from ..records import Outcome, StateValue
+from .frames import user_location
 from .operations import ALWAYS, OperationWaits, OpSpec
-from .resources import Family, ResourceRegistry
+from .patching import Patcher
+from .resources import Family, ResourceRegistry, ResourceState
+from .tasks import TaskState
+from .waits import OpRecords, Wait
+
+# -- sleep ------------------------------------------------------------------------------------
 
 
 def _sleep_state(coro: Any) -> dict[str, StateValue]:
@@ -25,12 +42,150 @@ def _sleep_state(coro: Any) -> dict[str, StateValue]:
 SLEEP = Family(None, "asyncio.sleep", "Timer", _sleep_state, units={"duration": "ms"})
 
 
-def _sleep_coroutine(frame: FrameType, coro: Any) -> Any:
+def _op_coroutine(frame: FrameType, coro: Any) -> Any:
     return coro
 
 
-def install(registry: ResourceRegistry, waits: OperationWaits) -> None:
+# -- deadlines ----------------------------------------------------------------------------------
+
+#: Wall-clock deadlines by timer object, converted once from the loop's clock
+#: when the deadline is set, so that every read of the state gives the same value.
+_deadlines: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
+
+
+def _wall_clock(when: float | None) -> float:
+    if when is None:
+        return -1.0  # no deadline
+    try:
+        return time.time() + (when - asyncio.get_running_loop().time())
+    except RuntimeError:
+        return -1.0
+
+
+def _deadline(timer: Any) -> float:
+    return _deadlines.get(timer, -1.0)
+
+
+# -- asyncio.timeout (3.11+) ---------------------------------------------------------------------
+
+_TIMEOUT_CLASS: Any = getattr(getattr(asyncio, "timeouts", None), "Timeout", None)
+
+
+def _timeout_state(timeout: Any) -> dict[str, StateValue]:
+    return {"deadline": _deadline(timeout), "expired": timeout.expired()}
+
+
+class TimeoutScopes:
+    """Opens the ``timeout`` op when a Timeout is entered, ends it on exit."""
+
+    def __init__(self, ops: OpRecords) -> None:
+        self.ops = ops
+        self._open: weakref.WeakKeyDictionary[Any, Wait] = weakref.WeakKeyDictionary()
+
+    def on_write(
+        self,
+        registry: ResourceRegistry,
+        rs: ResourceState,
+        timeout: Any,
+        name: str,
+        frame: FrameType,
+        st: TaskState | None,
+    ) -> None:
+        if name == "_when":
+            _deadlines[timeout] = _wall_clock(timeout._when)
+            registry.observe(timeout, rs)
+            return
+        state = timeout._state.name
+        if state == "ENTERED" and st is not None:
+            self._open[timeout] = self.ops.open(st, None, rs.id, "timeout", user_location(), _Scope())
+        elif state in ("EXITED", "EXPIRED"):
+            scope = self._open.pop(timeout, None)
+            if scope is not None:
+                outcome = Outcome.TIMED_OUT if state == "EXPIRED" else Outcome.OK
+                self.ops.completed(scope, time.time_ns(), outcome)
+
+
+class _Scope:
+    """A timeout's op is not a wait: it never parks, wakes or resumes."""
+
+    def woken(self, wait: Wait, future: Any, st: TaskState, waker: TaskState | None, now: int) -> None:
+        pass
+
+    def resumed(self, wait: Wait, future: Any, st: TaskState, now: int) -> bool:
+        return True
+
+    def finished(self, wait: Wait, st: TaskState, now: int) -> None:
+        pass
+
+    def abandoned(self, wait: Wait, st: TaskState, now: int) -> None:
+        pass
+
+
+# -- wait_for on 3.10 and 3.11 ----------------------------------------------------------------------
+
+
+def _wait_for_state(coro: Any) -> dict[str, StateValue]:
+    """Expired: the waiter was released and the deadline has passed (the
+    timer fired), whatever became of the awaited future since."""
+    local = coro.cr_frame.f_locals
+    waiter, handle = local.get("waiter"), local.get("timeout_handle")
+    expired = bool(
+        waiter is not None and waiter.done() and handle is not None and handle.when() <= local["loop"].time()
+    )
+    return {"deadline": _deadline(coro), "expired": expired}
+
+
+def _wait_for_resource(frame: FrameType, coro: Any) -> Any:
+    if coro not in _deadlines:
+        timeout = frame.f_locals.get("timeout")
+        _deadlines[coro] = -1.0 if timeout is None else time.time() + float(timeout)
+    return coro
+
+
+def _wait_for_done(coro: Any, future: Any) -> bool:
+    fut = coro.cr_frame.f_locals.get("fut")
+    return fut is None or bool(fut.done())
+
+
+def _wait_for_outcome(coro: Any) -> str | None:
+    frame = coro.cr_frame
+    return Outcome.TIMED_OUT if frame is not None and _wait_for_state(coro)["expired"] else None
+
+
+# -- installation --------------------------------------------------------------------------------------
+
+
+def install(registry: ResourceRegistry, waits: OperationWaits, ops: OpRecords, patcher: Patcher) -> None:
     waits.add(
         asyncio.tasks.sleep,
-        OpSpec("sleep", SLEEP, ALWAYS, resource=_sleep_coroutine, closes_resource=True),
+        OpSpec("sleep", SLEEP, ALWAYS, resource=_op_coroutine, closes_resource=True),
     )
+    if _TIMEOUT_CLASS is not None:
+        scopes = TimeoutScopes(ops)
+        family = Family(
+            _TIMEOUT_CLASS,
+            "asyncio.Timeout",
+            "Timer",
+            _timeout_state,
+            watched={"_state", "_when"},
+            units={"deadline": "s"},
+            on_write=scopes.on_write,
+            factories=(
+                getattr(asyncio, "timeout", None),
+                getattr(asyncio, "timeout_at", None),
+                asyncio.wait_for,
+            ),
+        )
+        registry.add_family(family)
+        registry.hook_class(_TIMEOUT_CLASS, patcher)
+    if sys.version_info < (3, 12):
+        wait_for = Family(None, "asyncio.Timeout", "Timer", _wait_for_state, units={"deadline": "s"})
+        spec = OpSpec(
+            "wait_for",
+            wait_for,
+            _wait_for_done,
+            resource=_wait_for_resource,
+            outcome=_wait_for_outcome,
+            closes_resource=True,
+        )
+        waits.add(asyncio.tasks.wait_for, spec)
