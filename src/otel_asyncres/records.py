@@ -98,6 +98,8 @@ class TaskSpawned:
     #: True for asyncio's own housekeeping tasks (their coroutine is defined in
     #: asyncio: ``shutdown_asyncgens``, a server's ``_accept_connection2``).
     internal: bool = False
+    #: "task", or "blocking" for work run in an executor (Tokio's kinds).
+    kind: str = "task"
 
 
 @dataclass(slots=True)

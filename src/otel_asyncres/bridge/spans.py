@@ -249,6 +249,7 @@ class SpanBridge:
             return
         attributes: dict[str, Any] = {
             sc.TASK_ID: rec.task_id,
+            sc.TASK_KIND: rec.kind,
             sc.TASK_COROUTINE: rec.coroutine,
             **_code_attributes(rec.location),
         }

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from ..recorder import Recorder
 from . import primitives, timers
+from .executor import ExecutorWork
 from .futures import FutureResources
 from .joins import Joins
 from .loops import loop_classes
@@ -31,6 +32,7 @@ class Instrumentation:
         self.resources = ResourceRegistry(recorder, self.tasks)
         self.operations = OperationWaits(self.resources, self.ops, self.tasks)
         self.joins = Joins(self.resources, self.ops, self.tasks)
+        self.executor = ExecutorWork(self.resources, self.ops, self.tasks)
         self._patcher = Patcher()
 
     def install(self) -> None:
@@ -40,6 +42,7 @@ class Instrumentation:
         primitives.install(self.resources, self.operations, self._patcher)
         timers.install(self.resources, self.operations, self.ops, self._patcher)
         self.joins.install(self._patcher, self.operations)
+        self.executor.install(self._patcher)
         self.operations.install()
         self.resources.active = True
 

@@ -186,7 +186,8 @@ def _name_being_given() -> str | None:
     return found
 
 
-def _error_info(exc: BaseException) -> ErrorInfo:
+def error_info(exc: BaseException) -> ErrorInfo:
+    """An exception as a record carries it: formatted where it happened."""
     cls = type(exc)
     module = cls.__module__
     qualname = cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
@@ -241,6 +242,11 @@ class TaskTracker:
         """Let a resource source recognise what a parked task waits on; the
         newest classifier is asked first."""
         self._classifiers.insert(0, classifier)
+
+    def set_cause(self, st: TaskState | None) -> None:
+        """Credit what this thread completes from now on to ``st`` (work
+        running in an executor thread completes the future a task awaits)."""
+        self._tls.cause = st
 
     def live_tasks(self) -> int:
         return len(self._states)
@@ -538,7 +544,7 @@ class TaskTracker:
             # ``_exception`` reads the outcome without marking it retrieved, so
             # "Task exception was never retrieved" is still logged as before.
             exc = task._exception
-            outcome, error = (Outcome.OK, None) if exc is None else (Outcome.ERROR, _error_info(exc))
+            outcome, error = (Outcome.OK, None) if exc is None else (Outcome.ERROR, error_info(exc))
         for listener in self.close_listeners:
             listener(st, task, now, outcome)
         self._emit(TaskClosed(now, st.id, outcome, error))
