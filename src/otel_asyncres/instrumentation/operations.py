@@ -173,6 +173,7 @@ class _OpHandler:
         if not wait.completed:
             self._complete(wait, self.waits.ops.finish_time(wait, now))
         self.waits.observe(wait)
+        wait.held = ()
 
     def abandoned(self, wait: Wait, st: TaskState, now: int) -> None:
         if not wait.completed:

@@ -202,9 +202,22 @@ class ResourceRegistry:
         """Register an object seen during its own construction: find where in
         user code it was made, and whether another primitive made it for itself
         (a Condition's lock, a Queue's event), which makes it internal."""
-        location, owner, internal = _construction_site(obj, frame, family.factories)
-        parent = self.ensure(owner) if owner is not None else None
+        location, owner, owner_frame, internal = _construction_site(obj, frame, family.factories)
+        parent = self._owner(owner, owner_frame) if owner is not None else None
         return self._register(obj, family, location, adopted=False, parent=parent, internal=internal)
+
+    def _owner(self, owner: Any, frame: FrameType | None) -> ResourceState | None:
+        """The primitive that made another for itself; if it is still being
+        built (a Condition making its Lock), registered as made right there."""
+        rs = self._states.get(id(owner))
+        if rs is not None:
+            return rs
+        family = self.family_of(owner)
+        if family is None:
+            return None
+        if frame is not None and frame.f_code.co_name == "__init__":
+            return self.created(owner, family, frame)
+        return self.ensure(owner, family)
 
     def close(self, obj: Any) -> None:
         """End a resource before its object dies (a sleep that is over)."""
@@ -292,12 +305,12 @@ def _safe_read(family: Family, obj: Any) -> dict[str, StateValue] | None:
 
 def _construction_site(
     obj: Any, frame: FrameType | None, factories: frozenset[Any] = frozenset()
-) -> tuple[Location | None, Any, bool]:
+) -> tuple[Location | None, Any, FrameType | None, bool]:
     """Walk out of the object's own ``__init__`` frames (and the public
     factories that make it). The first frame in user code is where it was
     made. If asyncio's own code made it first (a Condition's Lock, a Queue's
     Event, ``as_completed``'s Queue), it is internal, a child of the primitive
-    that made it (``self`` there), if any."""
+    that made it (``self`` there, with that frame), if any."""
     while frame is not None:
         code = frame.f_code
         if code in factories or (code.co_name == "__init__" and frame.f_locals.get("self") is obj):
@@ -306,11 +319,13 @@ def _construction_site(
         filename = code.co_filename
         if is_runtime_file(filename):
             owner = frame.f_locals.get("self")
-            return None, (owner if owner is not obj else None), True
+            if owner is obj:
+                owner = None
+            return None, owner, frame if owner is not None else None, True
         if not is_internal_file(filename):
-            return location_of(frame), None, False
+            return location_of(frame), None, None, False
         frame = frame.f_back
-    return None, None, False
+    return None, None, None, False
 
 
 def hook_setattr(cls: type, registry: ResourceRegistry, patcher: Patcher, watched: frozenset[str]) -> None:

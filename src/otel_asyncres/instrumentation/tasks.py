@@ -200,9 +200,28 @@ def _coroutine_name(coro: Any) -> str:
     return name if isinstance(name, str) else type(coro).__qualname__
 
 
+#: asyncio's and uvloop's own housekeeping, spawned by the loop for itself
+#: (a coroutine of asyncio that user code spawns, ``create_task(event.wait())``,
+#: is the user's task).
+_HOUSEKEEPING = frozenset(
+    {
+        "BaseEventLoop.shutdown_asyncgens",
+        "BaseEventLoop.shutdown_default_executor",
+        "BaseSelectorEventLoop._accept_connection2",
+        "staggered_race.<locals>.run_one_coro",
+        "Loop.shutdown_asyncgens",
+        "Loop.shutdown_default_executor",
+    }
+)
+
+
 def _is_internal_coroutine(coro: Any) -> bool:
     code = getattr(coro, "cr_code", None) or getattr(coro, "gi_code", None)
-    return code is not None and is_runtime_file(code.co_filename)
+    return (
+        code is not None
+        and is_runtime_file(code.co_filename)
+        and getattr(coro, "__qualname__", None) in _HOUSEKEEPING
+    )
 
 
 def _app_span_context() -> object | None:
@@ -486,8 +505,10 @@ class TaskTracker:
         if handler is None:
             return
         future = args[0] if args and id(args[0]) == wait.future_id else None
-        if not handler.resumed(wait, future, st, now):
-            st.resumed = wait
+        handler.resumed(wait, future, st, now)
+        # Even an op that completed as the task resumed is seen again at the end
+        # of this poll: asyncio removes its waiter only after the resumption.
+        st.resumed = wait
 
     def _first_poll(self, st: TaskState, task: Any, now: int) -> None:
         st.polled = True

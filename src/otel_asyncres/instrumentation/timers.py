@@ -49,8 +49,9 @@ def _op_coroutine(frame: FrameType, coro: Any) -> Any:
 # -- deadlines ----------------------------------------------------------------------------------
 
 #: Wall-clock deadlines by timer object, converted once from the loop's clock
-#: when the deadline is set, so that every read of the state gives the same value.
+#: per deadline set, so that every read of the state gives the same value.
 _deadlines: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
+_converted: weakref.WeakKeyDictionary[Any, float | None] = weakref.WeakKeyDictionary()
 
 
 def _wall_clock(when: float | None) -> float:
@@ -92,8 +93,11 @@ class TimeoutScopes:
         st: TaskState | None,
     ) -> None:
         if name == "_when":
-            _deadlines[timeout] = _wall_clock(timeout._when)
-            registry.observe(timeout, rs)
+            when = timeout._when
+            if timeout not in _converted or _converted[timeout] != when:
+                _converted[timeout] = when
+                _deadlines[timeout] = _wall_clock(when)
+                registry.observe(timeout, rs)
             return
         state = timeout._state.name
         if state == "ENTERED" and st is not None:

@@ -69,6 +69,7 @@ class Wait:
         "completed",
         "future_id",
         "handler",
+        "held",
         "key",
         "objects",
         "op_id",
@@ -99,6 +100,9 @@ class Wait:
         self.key = key
         #: Weak references to the resources the op involves, for observation.
         self.objects: tuple[Any, ...] = ()
+        #: The same resources, held for the one poll the op resumes in, so
+        #: that they are still there to be read when that poll ends.
+        self.held: tuple[Any, ...] = ()
         self.resumed_at = 0
         self.touched_at = 0
         #: How the op ended or will end, once known; whether it was recorded.
@@ -140,6 +144,7 @@ class OpRecords:
             self._emit(AsyncOpPollStarted(now, wait.op_id, st.id))
         wait.resumed_at = now
         wait.touched_at = 0
+        wait.held = tuple(ref() for ref in wait.objects)
 
     def state(self, wait: Wait, attribute: str, value: StateValue, now: int | None = None) -> None:
         if wait.op_id is not None:
