@@ -240,6 +240,7 @@ def test_set_before_await_involves_no_wait_and_no_resource_by_default(run):
 
 def test_result_read_directly_is_a_receive(subclass_traced):
     traced = subclass_traced
+
     async def main():
         fut = asyncio.get_running_loop().create_future()
         fut.set_result(1)

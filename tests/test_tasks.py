@@ -121,7 +121,9 @@ def test_records_follow_each_poll(traced, run):
     named = {x.task_id: x.name for x in recs if isinstance(x, r.TaskNamed)}
     child_id = next(t for t, n in named.items() if n == "child")
     # The task's own records (the join resource made of it names it too).
-    mine = [x for x in recs if getattr(x, "task_id", None) == child_id and type(x).__name__.startswith("Task")]
+    mine = [
+        x for x in recs if getattr(x, "task_id", None) == child_id and type(x).__name__.startswith("Task")
+    ]
     kinds = [type(x).__name__ for x in mine if not isinstance(x, r.TaskNamed)]
     assert kinds == [
         "TaskSpawned",
