@@ -6,7 +6,8 @@ into spans with explicit parents, exported like any OpenTelemetry trace.
 """
 
 from .config import ConfigError
+from .custom import Operation, Resource
 from .session import flush, instrument, uninstrument
 from .version import __version__
 
-__all__ = ["ConfigError", "__version__", "flush", "instrument", "uninstrument"]
+__all__ = ["ConfigError", "Operation", "Resource", "__version__", "flush", "instrument", "uninstrument"]

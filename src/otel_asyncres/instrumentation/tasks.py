@@ -105,6 +105,7 @@ class TaskState:
         "cancelling",
         "name_hint",
         "outer",
+        "scopes",
     )
 
     def __init__(self, task_id: int) -> None:
@@ -130,6 +131,9 @@ class TaskState:
         #: While polled: the state that was current before (an eager child's
         #: first step runs inside its parent's poll).
         self.outer: TaskState | None = None
+        #: Ops that are scopes the task is inside of (a timeout, a custom
+        #: resource's op): each takes the waker of the wakes inside it.
+        self.scopes: tuple[Wait, ...] = ()
 
 
 class TaskRef(weakref.ref):  # type: ignore[type-arg]
@@ -435,6 +439,8 @@ class TaskTracker:
         now = time_ns()
         waker = tls.current or tls.cause
         waker_id = waker.id if waker is not None else None
+        for scope in st.scopes:
+            scope.waker_id = waker_id
         wait = st.wait
         if wakeup and wait is not None and args and id(args[0]) == wait.future_id:
             future = args[0]

@@ -30,7 +30,7 @@ from .operations import ALWAYS, OperationWaits, OpSpec
 from .patching import Patcher
 from .resources import Family, ResourceRegistry, ResourceState
 from .tasks import TaskState
-from .waits import OpRecords, Wait
+from .waits import OpRecords, ScopeHandler, Wait
 
 # -- sleep ------------------------------------------------------------------------------------
 
@@ -101,28 +101,16 @@ class TimeoutScopes:
             return
         state = timeout._state.name
         if state == "ENTERED" and st is not None:
-            self._open[timeout] = self.ops.open(st, None, rs.id, "timeout", user_location(), _Scope())
+            scope = self.ops.open(st, None, rs.id, "timeout", user_location(), ScopeHandler())
+            self._open[timeout] = scope
+            st.scopes = (*st.scopes, scope)
         elif state in ("EXITED", "EXPIRED"):
-            scope = self._open.pop(timeout, None)
+            scope = self._open.pop(timeout) if timeout in self._open else None
             if scope is not None:
+                if st is not None:
+                    st.scopes = tuple(w for w in st.scopes if w is not scope)
                 outcome = Outcome.TIMED_OUT if state == "EXPIRED" else Outcome.OK
-                self.ops.completed(scope, time.time_ns(), outcome)
-
-
-class _Scope:
-    """A timeout's op is not a wait: it never parks, wakes or resumes."""
-
-    def woken(self, wait: Wait, future: Any, st: TaskState, waker: TaskState | None, now: int) -> None:
-        pass
-
-    def resumed(self, wait: Wait, future: Any, st: TaskState, now: int) -> bool:
-        return True
-
-    def finished(self, wait: Wait, st: TaskState, now: int) -> None:
-        pass
-
-    def abandoned(self, wait: Wait, st: TaskState, now: int) -> None:
-        pass
+                self.ops.completed(scope, time.time_ns(), outcome, waker_id=scope.waker_id)
 
 
 # -- wait_for on 3.10 and 3.11 ----------------------------------------------------------------------

@@ -78,6 +78,7 @@ class Wait:
         "resource_id",
         "resumed_at",
         "touched_at",
+        "waker_id",
     )
 
     def __init__(
@@ -108,6 +109,8 @@ class Wait:
         #: How the op ended or will end, once known; whether it was recorded.
         self.outcome: str | None = None
         self.completed = False
+        #: For a scope op: the task that caused the last wake inside it.
+        self.waker_id: int | None = None
 
 
 class OpRecords:
@@ -118,7 +121,7 @@ class OpRecords:
 
     def open(
         self,
-        st: TaskState,
+        st: TaskState | None,
         future: Any,
         resource_id: int,
         source: str,
@@ -130,8 +133,9 @@ class OpRecords:
         """A new op: created, and its first poll started."""
         ts = time_ns() if now is None else now
         op_id = next_op_id()
-        self._emit(AsyncOpCreated(ts, op_id, resource_id, st.id, source, location))
-        self._emit(AsyncOpPollStarted(ts, op_id, st.id))
+        task_id = st.id if st is not None else None
+        self._emit(AsyncOpCreated(ts, op_id, resource_id, task_id, source, location))
+        self._emit(AsyncOpPollStarted(ts, op_id, task_id))
         return Wait(future, resource_id, op_id, source, handler=handler, key=key)
 
     def continued(self, wait: Wait, future: Any) -> Wait:
@@ -166,6 +170,24 @@ class OpRecords:
         """When an op that did not park again ended: the last time its task
         touched its resources during the poll, else its resumption."""
         return wait.touched_at or wait.resumed_at or now
+
+
+class ScopeHandler:
+    """The handler of an op that is a scope rather than a wait (a timeout's
+    ``async with``, a custom resource's op): it never parks itself; the waits
+    inside it are ops of their own."""
+
+    def woken(self, wait: Wait, future: Any, st: TaskState, waker: TaskState | None, now: int) -> None:
+        pass
+
+    def resumed(self, wait: Wait, future: Any, st: TaskState, now: int) -> bool:
+        return True
+
+    def finished(self, wait: Wait, st: TaskState, now: int) -> None:
+        pass
+
+    def abandoned(self, wait: Wait, st: TaskState, now: int) -> None:
+        pass
 
 
 def future_outcome(future: Any) -> str:
