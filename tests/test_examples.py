@@ -149,6 +149,14 @@ EXPECTED: dict[str, list[str]] = {
             else []
         ),
     ],
+    "custom_pool": [
+        "task main",
+        *(f"task query-{n}" for n in range(4)),
+        "resource mylib.ConnectionPool",
+        "async_op ConnectionPool.acquire",
+        "resource asyncio.Queue",
+        "async_op Queue.get",
+    ],
     "timeouts": [
         *(f"task {t}" for t in ("main", "wait_for-demo", "timeout-demo")),
         *(["task feeder"] if PY311 else []),

@@ -101,16 +101,15 @@ class TimeoutScopes:
             return
         state = timeout._state.name
         if state == "ENTERED" and st is not None:
-            scope = self.ops.open(st, None, rs.id, "timeout", user_location(), ScopeHandler())
-            self._open[timeout] = scope
-            st.scopes = (*st.scopes, scope)
-        elif state in ("EXITED", "EXPIRED"):
-            scope = self._open.pop(timeout) if timeout in self._open else None
-            if scope is not None:
-                if st is not None:
-                    st.scopes = tuple(w for w in st.scopes if w is not scope)
-                outcome = Outcome.TIMED_OUT if state == "EXPIRED" else Outcome.OK
-                self.ops.completed(scope, time.time_ns(), outcome, waker_id=scope.waker_id)
+            opened = self.ops.open(st, None, rs.id, "timeout", user_location(), ScopeHandler())
+            self._open[timeout] = opened
+            st.scopes = (*st.scopes, opened)
+        elif state in ("EXITED", "EXPIRED") and timeout in self._open:
+            scope = self._open.pop(timeout)
+            if st is not None:
+                st.scopes = tuple(w for w in st.scopes if w is not scope)
+            outcome = Outcome.TIMED_OUT if state == "EXPIRED" else Outcome.OK
+            self.ops.completed(scope, time.time_ns(), outcome, waker_id=scope.waker_id)
 
 
 # -- wait_for on 3.10 and 3.11 ----------------------------------------------------------------------
