@@ -880,6 +880,44 @@ def test_condition_notify_without_lock_raises_and_changes_nothing(ck, run):
     ck.verify()
 
 
+def test_condition_exception_inside_releases_its_lock_to_a_notified_waiter(ck, run):
+    async def waiter(cond, log):
+        async with cond:
+            await cond.wait()
+            log.append("woken")
+
+    async def failing(cond):
+        async with cond:
+            cond.notify()
+            ck.check("notified, lock held", cond, cond._lock)
+            raise KeyError("inside")
+
+    async def main():
+        log = []
+        cond = asyncio.Condition()
+        w = asyncio.create_task(waiter(cond, log), name="waiter")
+        await asyncio.sleep(0)
+        ck.check("waiting", cond, cond._lock)
+        results = await finish(asyncio.create_task(failing(cond), name="failing"), w)
+        assert isinstance(results[0], KeyError) and log == ["woken"]
+        ck.check("end", cond, cond._lock)
+        return cond
+
+    cond = run(main)
+    assert real_state(cond._lock) == {"locked": False, "waiters": 0}
+    spans = ck.verify()
+    (op,) = ops(spans, "Condition.wait")
+    check_op(
+        spans,
+        op,
+        source="Condition.wait",
+        task=task_span(spans, "waiter"),
+        resource=resource_span(spans, ck.rid(cond)),
+        outcome="ok",
+        waker=task_span(spans, "failing"),
+    )
+
+
 # -- Barrier (3.11+) ---------------------------------------------------------------------
 
 
@@ -1681,6 +1719,34 @@ def test_primitives_created_before_instrument_are_adopted_at_first_use(late, kin
     records = ck.traced.records()
     assert created(records, ck.rid(obj)).adopted is True
     ck.verify()
+
+
+def test_condition_created_before_instrument_keeps_its_lock_internal(late):
+    """Adopted at first use, a Condition's own Lock is still a helper asyncio
+    made for it: internal, a child of the Condition, without a span."""
+    cond = asyncio.Condition()
+    ck = late["start"]()
+
+    async def waiter():
+        async with cond:
+            await cond.wait()
+
+    async def main():
+        w = asyncio.create_task(waiter(), name="waiter")
+        await asyncio.sleep(0)
+        ck.check("waiting", cond, cond._lock)
+        async with cond:
+            cond.notify()
+        await w
+        ck.check("end", cond, cond._lock)
+
+    run_with(late["kind"], main)
+    records = ck.traced.records()
+    rec, lock_rec = created(records, ck.rid(cond)), created(records, ck.rid(cond._lock))
+    assert rec.adopted and not rec.is_internal
+    assert (lock_rec.is_internal, lock_rec.parent_resource_id) == (True, rec.resource_id), lock_rec
+    spans = ck.verify()
+    assert by_name(spans, "resource asyncio.Lock") == []
 
 
 # -- who made it: user code, asyncio, this package ---------------------------------------
