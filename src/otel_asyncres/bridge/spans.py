@@ -16,6 +16,7 @@ waker by value drops it: clones minus drops is the number still registered.
 from __future__ import annotations
 
 import re
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from time import time_ns
@@ -32,6 +33,9 @@ from . import semconv as sc
 #: Names asyncio gives when the user gave none: "Task-7", and on CPython 3.13.0
 #: "None" for tasks made by a task factory (a CPython bug, fixed later). The
 #: span is then named after the coroutine; the attribute keeps the real name.
+#: How many ended tasks' span contexts are kept for late links.
+_ENDED_KEPT = 4096
+
 _DEFAULT_TASK_NAME = re.compile(r"(Task-\d+|None)\Z")
 
 
@@ -167,6 +171,9 @@ class SpanBridge:
         self._tasks: dict[int, _Task] = {}
         self._resources: dict[int, _Resource] = {}
         self._ops: dict[int, _Op] = {}
+        #: Span contexts of recently ended tasks, for links made after a task
+        #: ended (a scope woken by a task that finished since); bounded.
+        self._ended: OrderedDict[int, SpanContext] = OrderedDict()
         self.errors = 0
         self._handlers: dict[type, Callable[[Any], None]] = {
             r.TaskSpawned: self._task_spawned,
@@ -301,8 +308,10 @@ class SpanBridge:
         """The op was completed by that task's action: say so, and link to it."""
         op.span.set_attribute(sc.WAKER_TASK_ID, waker_id)
         waker = self._traced(waker_id)
-        if waker is not None and waker.span is not None:
-            op.span.add_link(waker.span.get_span_context(), {sc.LINK_RELATION: sc.LINK_WOKEN_BY})
+        context = waker.span.get_span_context() if waker is not None and waker.span is not None else None
+        context = context or self._ended.get(waker_id)
+        if context is not None:
+            op.span.add_link(context, {sc.LINK_RELATION: sc.LINK_WOKEN_BY})
 
     def _poll_started(self, rec: r.TaskPollStarted) -> None:
         task = self._tasks.get(rec.task_id)
@@ -365,6 +374,9 @@ class SpanBridge:
         span.set_attribute(sc.TASK_OUTCOME, rec.outcome)
         _record_error(span, rec.error, rec.ts)
         span.end(end_time=rec.ts)
+        self._ended[rec.task_id] = span.get_span_context()
+        if len(self._ended) > _ENDED_KEPT:
+            self._ended.popitem(last=False)
 
     # -- resources -----------------------------------------------------------------
 
