@@ -18,7 +18,7 @@ from typing import Any
 
 from ..records import Outcome
 from .frames import is_internal_file, location_of
-from .resources import Family, ResourceRegistry, ResourceState
+from .resources import Family, ResourceRegistry, ResourceState, owns
 from .tasks import TaskState, TaskTracker
 from .waits import OpRecords, Wait, future_outcome
 
@@ -29,7 +29,15 @@ ALWAYS = None
 class OpSpec:
     """What a code object does, as an async op."""
 
-    __slots__ = ("closes_resource", "family", "outcome", "ready", "resource", "source")
+    __slots__ = (
+        "closes_resource",
+        "family",
+        "goes_on_when_cancelled",
+        "outcome",
+        "ready",
+        "resource",
+        "source",
+    )
 
     def __init__(
         self,
@@ -39,6 +47,7 @@ class OpSpec:
         resource: Callable[[FrameType, Any], Any] | None = None,
         outcome: Callable[[Any], str | None] | None = None,
         closes_resource: bool = False,
+        goes_on_when_cancelled: bool = False,
     ) -> None:
         self.source = source
         self.family = family
@@ -46,10 +55,14 @@ class OpSpec:
         self.ready = ready
         #: (op frame, op coroutine) -> the resource object; default: ``self``.
         self.resource = resource or _self_of
-        #: resource object -> an outcome other than ok (a broken barrier's error).
+        #: resource object -> an outcome other than ok (a broken barrier's
+        #: error), judged when the task resumes in the op.
         self.outcome = outcome
         #: The resource is made for the op and ends with it (a sleep's timer).
         self.closes_resource = closes_resource
+        #: A cancelled op may wait again before it raises (``Condition.wait``
+        #: re-acquires its lock): it ends when it stops, not when cancelled.
+        self.goes_on_when_cancelled = goes_on_when_cancelled
 
 
 def _self_of(frame: FrameType, coro: Any) -> Any:
@@ -85,8 +98,8 @@ class OperationWaits:
         location = location_of(caller) if caller is not None else None
         if spec.closes_resource:  # made for this op: created where it is awaited
             rs = self.registry.ensure(obj, spec.family, location, adopted=False)
-        else:
-            rs = self.registry.ensure(obj) or self.registry.ensure(obj, spec.family)
+        else:  # adopted here if it predates instrumentation: where it is first used
+            rs = self.registry.ensure(obj, self.registry.family_of(obj) or spec.family, location)
         if rs is None:
             return None
         key = id(op_frame)
@@ -96,7 +109,11 @@ class OperationWaits:
             wait = self.ops.open(st, future, rs.id, spec.source, location, self._handler(spec), now, key)
         refs = [_weak(obj)]
         for inner in involved:
-            if inner is not obj and self.registry.ensure(inner) is not None:
+            if inner is obj:
+                continue
+            # A primitive the op's object owns (a Condition's Lock) is its internal child.
+            parent = rs if owns(obj, inner) else None
+            if self.registry.ensure(inner, parent=parent, location=None if parent else location) is not None:
                 refs.append(_weak(inner))
         wait.objects = tuple(r for r in refs if r is not None)
         self.observe(wait)
@@ -160,14 +177,33 @@ class _OpHandler:
                 family.on_wake(rs, st)
 
     def resumed(self, wait: Wait, future: Any, st: TaskState, now: int) -> bool:
-        ops = self.waits.ops
-        ops.poll_started(wait, st, now)
-        wait.outcome = future_outcome(future) if future is not None else Outcome.OK
+        self.waits.ops.poll_started(wait, st, now)
+        wait.outcome = self._outcome(wait, future, st)
+        cancelled = wait.outcome == Outcome.CANCELLED
         ready = self.spec.ready
-        if wait.outcome == Outcome.CANCELLED or ready is ALWAYS or self._ready(wait, future):
+        if (
+            (cancelled and not self.spec.goes_on_when_cancelled)
+            or ready is ALWAYS
+            or self._ready(wait, future)
+        ):
             self._complete(wait, now)
             return True
         return False
+
+    def _outcome(self, wait: Wait, future: Any, st: TaskState) -> str:
+        """How the op is ending, as its task resumes in it: cancelled if the
+        future was cancelled or the task has a cancellation coming (thrown into
+        it on this very resumption, even if the wait itself was granted), and
+        once cancelled, cancelled to the end."""
+        task = st.ref() if st.ref is not None else None
+        if wait.outcome == Outcome.CANCELLED or (task is not None and task._must_cancel):
+            return Outcome.CANCELLED
+        outcome = future_outcome(future) if future is not None else Outcome.OK
+        if outcome == Outcome.OK and self.spec.outcome is not None and wait.objects:
+            obj = wait.objects[0]()
+            if obj is not None:
+                outcome = self.spec.outcome(obj) or outcome
+        return outcome
 
     def finished(self, wait: Wait, st: TaskState, now: int) -> None:
         if not wait.completed:
@@ -183,12 +219,7 @@ class _OpHandler:
         self.waits.observe(wait)
 
     def _complete(self, wait: Wait, ts: int) -> None:
-        wait.completed = True
-        outcome = wait.outcome or Outcome.OK
-        obj = wait.objects[0]() if wait.objects else None
-        if outcome == Outcome.OK and self.spec.outcome is not None and obj is not None:
-            outcome = self.spec.outcome(obj) or outcome
-        self.waits.ops.completed(wait, ts, outcome)
+        self.waits.ops.completed(wait, ts, wait.outcome or Outcome.OK)
         self._end_resource(wait)
 
     def _ready(self, wait: Wait, future: Any) -> bool:

@@ -138,7 +138,8 @@ def _barrier_state(barrier: Any) -> dict[str, StateValue]:
 
 
 def _barrier_outcome(barrier: Any) -> str | None:
-    return Outcome.ERROR if barrier.broken else None
+    """A party woken by an abort or a reset raises BrokenBarrierError."""
+    return Outcome.ERROR if barrier._state.name in ("BROKEN", "RESETTING") else None
 
 
 _BARRIER_CLASS: Any = getattr(asyncio, "Barrier", None)
@@ -159,9 +160,12 @@ def _queue_state(queue: Any) -> dict[str, StateValue]:
         "putters": len(queue._putters),
         "unfinished_tasks": queue._unfinished_tasks,
     }
-    if hasattr(queue, "_is_shutdown"):  # 3.13
+    if _QUEUE_SHUTDOWN:  # 3.13; read even mid-construction, so it waits until set
         state["shutdown"] = bool(queue._is_shutdown)
     return state
+
+
+_QUEUE_SHUTDOWN = hasattr(asyncio.Queue, "shutdown")
 
 
 def _queue(cls: type, name: str) -> Family:
@@ -170,7 +174,9 @@ def _queue(cls: type, name: str) -> Family:
         name,
         "Channel",
         _queue_state,
-        watched={"_unfinished_tasks", "_is_shutdown", "_maxsize"},
+        # ``_queue`` is made last (by ``_init``, which subclasses override), then
+        # on 3.13 ``_is_shutdown``: the queue is whole after both.
+        watched={"_unfinished_tasks", "_is_shutdown", "_queue"},
         deltas={"size", "getters", "putters", "unfinished_tasks"},
     )
 
@@ -192,16 +198,20 @@ def _put_ready(queue: Any, future: Any) -> bool:
     return bool(not queue.full() or _shut_down(queue))
 
 
-def _queue_outcome(queue: Any) -> str | None:
-    """A get or put that ends because the queue was shut down raises."""
+def _get_outcome(queue: Any) -> str | None:
+    """A get that finds the queue shut down and empty raises QueueShutDown."""
+    return Outcome.ERROR if _shut_down(queue) and queue.empty() else None
+
+
+def _put_outcome(queue: Any) -> str | None:
+    """A put into a shut-down queue raises QueueShutDown."""
     return Outcome.ERROR if _shut_down(queue) else None
 
 
 def _hook_observing(cls: type, name: str, registry: ResourceRegistry, patcher: Patcher) -> None:
     """Observe the queue after a method that changes it without writing a
-    watched attribute (``get_nowait`` only calls ``_wakeup_next``; ``_init``
-    makes the storage). asyncio's versions cannot raise, so no frame of ours
-    shows in a traceback."""
+    watched attribute (``get_nowait`` only calls ``_wakeup_next``). asyncio's
+    versions cannot raise, so no frame of ours shows in a traceback."""
     original = getattr(cls, name)
 
     def observing(self: Any, *args: Any, **kwargs: Any) -> Any:
@@ -233,9 +243,6 @@ def install(registry: ResourceRegistry, waits: OperationWaits, patcher: Patcher)
         if not any(issubclass(family.cls, h) for h in hooked):
             registry.hook_class(family.cls, patcher)
             hooked.add(family.cls)
-    # A queue is whole only once ``_init`` (which subclasses override) has run.
-    for cls in (asyncio.Queue, asyncio.PriorityQueue, asyncio.LifoQueue):
-        _hook_observing(cls, "_init", registry, patcher)
     _hook_observing(asyncio.Queue, "_wakeup_next", registry, patcher)
     if hasattr(asyncio.Queue, "shutdown"):
         _hook_observing(asyncio.Queue, "shutdown", registry, patcher)
@@ -243,10 +250,12 @@ def install(registry: ResourceRegistry, waits: OperationWaits, patcher: Patcher)
     waits.add(asyncio.Lock.acquire, OpSpec("Lock.acquire", LOCK, ALWAYS))
     waits.add(asyncio.Semaphore.acquire, OpSpec("Semaphore.acquire", SEMAPHORE, ALWAYS))
     waits.add(asyncio.Event.wait, OpSpec("Event.wait", EVENT, ALWAYS))
-    waits.add(asyncio.Condition.wait, OpSpec("Condition.wait", CONDITION, _never))
-    waits.add(asyncio.Condition.wait_for, OpSpec("Condition.wait_for", CONDITION, _never))
+    for method in ("wait", "wait_for"):
+        spec = OpSpec(f"Condition.{method}", CONDITION, _never, goes_on_when_cancelled=True)
+        waits.add(getattr(asyncio.Condition, method), spec)
     if BARRIER is not None:
-        waits.add(_BARRIER_CLASS.wait, OpSpec("Barrier.wait", BARRIER, _never, outcome=_barrier_outcome))
-    waits.add(asyncio.Queue.get, OpSpec("Queue.get", QUEUE, _get_ready, outcome=_queue_outcome))
-    waits.add(asyncio.Queue.put, OpSpec("Queue.put", QUEUE, _put_ready, outcome=_queue_outcome))
+        spec = OpSpec("Barrier.wait", BARRIER, _never, outcome=_barrier_outcome, goes_on_when_cancelled=True)
+        waits.add(_BARRIER_CLASS.wait, spec)
+    waits.add(asyncio.Queue.get, OpSpec("Queue.get", QUEUE, _get_ready, outcome=_get_outcome))
+    waits.add(asyncio.Queue.put, OpSpec("Queue.put", QUEUE, _put_ready, outcome=_put_outcome))
     waits.add(asyncio.Queue.join, OpSpec("Queue.join", QUEUE, ALWAYS))

@@ -206,6 +206,15 @@ class ResourceRegistry:
         parent = self._owner(owner, owner_frame) if owner is not None else None
         return self._register(obj, family, location, adopted=False, parent=parent, internal=internal)
 
+    def adopt(self, obj: Any, family: Family, frame: FrameType) -> ResourceState:
+        """Register an object made before ``instrument()``, seen now as asyncio
+        writes one of its attributes: where user code is using it, and whether
+        a primitive that owns it is the one using it (a Condition's Lock)."""
+        owner = _owning_primitive(obj, frame, self.family_of)
+        parent = self.ensure(owner) if owner is not None else None
+        location = None if parent is not None else _first_user_location(frame)
+        return self._register(obj, family, location, True, parent, internal=parent is not None)
+
     def _owner(self, owner: Any, frame: FrameType | None) -> ResourceState | None:
         """The primitive that made another for itself; if it is still being
         built (a Condition making its Lock), registered as made right there."""
@@ -328,6 +337,29 @@ def _construction_site(
     return None, None, None, False
 
 
+def owns(owner: Any, obj: Any) -> bool:
+    """Whether ``obj`` is one of ``owner``'s own attributes."""
+    return any(value is obj for value in getattr(owner, "__dict__", {}).values())
+
+
+def _owning_primitive(obj: Any, frame: FrameType | None, family_of: Callable[[Any], Any]) -> Any:
+    """Among the asyncio frames using ``obj``, a primitive it belongs to."""
+    while frame is not None and is_runtime_file(frame.f_code.co_filename):
+        owner = frame.f_locals.get("self")
+        if owner is not None and owner is not obj and family_of(owner) is not None and owns(owner, obj):
+            return owner
+        frame = frame.f_back
+    return None
+
+
+def _first_user_location(frame: FrameType | None) -> Location | None:
+    while frame is not None:
+        if not is_internal_file(frame.f_code.co_filename):
+            return location_of(frame)
+        frame = frame.f_back
+    return None
+
+
 def hook_setattr(cls: type, registry: ResourceRegistry, patcher: Patcher, watched: frozenset[str]) -> None:
     """Observe writes to watched attributes on ``cls`` and its subclasses.
     Reads are untouched; the write itself happens first and as before, so
@@ -345,10 +377,11 @@ def hook_setattr(cls: type, registry: ResourceRegistry, patcher: Patcher, watche
         try:
             rs = registry.get(self)
             if rs is None:
-                rs = registry.created(self, family, sys._getframe(1)) if _constructing(self) else None
-                rs = rs or registry.ensure(self, family)
-            if rs is None:
-                return
+                caller = sys._getframe(1)
+                if _constructing(self):
+                    rs = registry.created(self, family, caller)
+                else:
+                    rs = registry.adopt(self, family, caller)
             registry.observe(self, rs)
             registry.touched(rs, self, name, sys._getframe(1))
         except Exception as exc:

@@ -341,11 +341,12 @@ class TaskTracker:
                 tls.spawning, tls.current = prev_spawning, prev_current
                 tracker._spawn_failed(st)
                 raise
-            tls.spawning, tls.current = prev_spawning, prev_current
-            try:
+            tls.spawning = prev_spawning
+            try:  # still as the new task: what its first step parked on is its own
                 tracker._spawn_end(st, task, started)
             except Exception as exc:
                 tracker._recorder.count_error("task factory", exc)
+            tls.current = prev_current
             return task
 
         eager_task_factory.__wrapped__ = factory  # type: ignore[attr-defined]
