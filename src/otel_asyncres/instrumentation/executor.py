@@ -127,13 +127,14 @@ class ExecutorWork:
     def _submitted(self, cf: Any, wrapped: Any, func: Any) -> None:
         parent = self.tracker.current()
         state = TaskState(new_task_id())
+        state.location = user_location()
         self._emit(
             TaskSpawned(
                 time_ns(),
                 state.id,
                 parent.id if parent is not None else None,
                 _function_name(func),
-                user_location(),
+                state.location,
                 None,
                 kind="blocking",
             )
@@ -199,7 +200,7 @@ class ExecutorWork:
         work = self._by_concurrent.get(id(cf)) if cf is not None else None
         if work is None:
             return None
-        rs = self.registry.ensure(cf, WORK, adopted=False, task_id=work.state.id)
+        rs = self.registry.ensure(cf, WORK, work.state.location, adopted=False, task_id=work.state.id)
         if rs is None:
             return None
         frame = innermost_user_frame(await_chain(task.get_coro()))

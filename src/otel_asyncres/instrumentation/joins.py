@@ -105,8 +105,11 @@ class Joins:
     def _resource(self, awaited: Any) -> ResourceState | None:
         """The awaited task as a resource, a child of its own task span."""
         awaited_state = self.tracker.state_of(awaited)
-        task_id = awaited_state.id if awaited_state is not None else None
-        return self.registry.ensure(awaited, TASK, adopted=False, task_id=task_id)
+        if awaited_state is None:
+            return self.registry.ensure(awaited, TASK, adopted=False)
+        return self.registry.ensure(
+            awaited, TASK, awaited_state.location, adopted=False, task_id=awaited_state.id
+        )
 
     @staticmethod
     def _where(task: Any, frames: list[Any] | None = None) -> Any:
@@ -191,7 +194,12 @@ _TASK_GROUP: Any = getattr(asyncio, "TaskGroup", None)
 
 
 def _task_group_state(group: Any) -> dict[str, StateValue]:
-    return {"active": len(group._tasks), "errors": len(group._errors)}
+    """``_errors`` is dropped once the group has exited (to break reference
+    cycles): the count stays at its last value."""
+    state: dict[str, StateValue] = {"active": len(group._tasks)}
+    if group._errors is not None:
+        state["errors"] = len(group._errors)
+    return state
 
 
 def _task_group_done(group: Any, future: Any) -> bool:

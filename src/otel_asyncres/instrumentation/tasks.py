@@ -36,6 +36,7 @@ from opentelemetry import trace as otel_trace
 from ..recorder import Recorder
 from ..records import (
     ErrorInfo,
+    Location,
     Outcome,
     PollOp,
     TaskClosed,
@@ -106,6 +107,7 @@ class TaskState:
         "name_hint",
         "outer",
         "scopes",
+        "location",
     )
 
     def __init__(self, task_id: int) -> None:
@@ -134,6 +136,8 @@ class TaskState:
         #: Ops that are scopes the task is inside of (a timeout, a custom
         #: resource's op): each takes the waker of the wakes inside it.
         self.scopes: tuple[Wait, ...] = ()
+        #: Where it was spawned (for the resource it becomes when awaited).
+        self.location: Location | None = None
 
 
 class TaskRef(weakref.ref):  # type: ignore[type-arg]
@@ -357,13 +361,14 @@ class TaskTracker:
     def _spawn_begin(self, coro: Any) -> TaskState:
         parent = self._tls.current
         st = TaskState(next_task_id())
+        st.location = spawn_location()
         self._emit(
             TaskSpawned(
                 time_ns(),
                 st.id,
                 parent.id if parent is not None else None,
                 _coroutine_name(coro),
-                spawn_location(),
+                st.location,
                 _app_span_context(),
                 internal=_is_internal_coroutine(coro),
             )
@@ -403,13 +408,14 @@ class TaskTracker:
         fresh = not wakeup and _not_started(coro)
         parent = self._tls.current
         st = TaskState(next_task_id())
+        st.location = spawn_location() if fresh else None
         self._emit(
             TaskSpawned(
                 time_ns(),
                 st.id,
                 parent.id if parent is not None and fresh else None,
                 _coroutine_name(coro),
-                spawn_location() if fresh else None,
+                st.location,
                 _app_span_context() if fresh else None,
                 adopted=not fresh,
                 internal=_is_internal_coroutine(coro),
