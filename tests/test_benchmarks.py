@@ -1,0 +1,75 @@
+"""Smoke test of the benchmark harness (benchmarks/): one tiny workload in every
+mode, the micro-benchmarks at their smallest. Checks the shape of the result
+only, never a timing or a ratio: the machine is shared and noisy."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_quick_run_gives_a_well_formed_result(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks",
+            "--quick",
+            "--quiet",
+            "--scale",
+            "0.01",
+            "--workloads",
+            "echo_server",
+            "--modes",
+            "plain,sampled-out,export-null,export,detailed,otel-asyncio",
+            "--json",
+            str(out),
+            "--markdown",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(out.read_text())
+    assert data["workloads"] == ["echo_server"]
+    modes = data["modes"]
+    assert modes == ["plain", "sampled-out", "export-null", "export", "detailed", "otel-asyncio"]
+    results = data["results"]["echo_server"]
+    summary = data["summary"]["echo_server"]
+    for mode in modes:
+        assert mode in results, mode
+        if results[mode].get("skipped"):  # otel-asyncio when the package is not installed
+            assert mode == "otel-asyncio"
+            continue
+        samples = results[mode]["samples"]
+        assert len(samples) == 1, (mode, data["problems"])
+        sample = samples[0]
+        assert sample["wall"] > 0 and sample["cpu"] > 0 and sample["loop"] > 0
+        assert sample["wall"] >= sample["loop"]
+        if mode != "plain":
+            for metric in ("wall", "cpu", "loop"):
+                ratio = summary[mode][f"{metric}_ratio"]
+                assert ratio > 0 and math.isfinite(ratio), (mode, metric, ratio)
+        if mode in ("export-null", "export", "detailed"):
+            assert sample["spans"] > 0
+            assert summary[mode]["spans_per_s"] > 0
+    splits = data["micro"]["bridge_split"]
+    assert [s["workload"] for s in splits] == ["async_tree_none", "lock"], data["problems"]
+    for split in splits:
+        assert split["spans"] > 0 and split["bridge_us_per_span"] > 0
+    memory = data["micro"]["memory"]
+    assert set(memory) == {"plain", "export-null"}, data["problems"]
+    assert memory["plain"]["live_tasks"]["total"] > 0
+    # The report names every mode and ends with the targets (none apply to echo_server).
+    for mode in modes:
+        assert f"| echo_server | {mode} |" in proc.stdout
+    assert "Bridge vs SDK" in proc.stdout
