@@ -62,10 +62,18 @@ DOC_END = "<!-- benchmark-results:end -->"
 # -- running children ---------------------------------------------------------------------------
 
 
+#: A source tree of otel_asyncres to benchmark instead of the installed one (``--commit``).
+SOURCE_OVERRIDE: Path | None = None
+SOURCE_COMMIT = ""
+
+
 def child_env() -> dict[str, str]:
-    """This environment without OTEL_* settings, with the repository importable."""
+    """This environment without OTEL_* settings, with the repository importable
+    (and ``--commit``'s copy of the package first on the path)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
+    paths = [str(SOURCE_OVERRIDE)] if SOURCE_OVERRIDE else []
+    paths += [str(ROOT), env.get("PYTHONPATH", "")]
+    env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
     env.pop("PYTHONWARNINGS", None)
     return env
 
@@ -178,6 +186,22 @@ def _median(values: Sequence[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
+def _pairs(samples: Sequence[dict[str, Any]], plain: Sequence[dict[str, Any]]) -> list[tuple[Any, Any]]:
+    """Samples paired with the plain samples of the same round, in order."""
+    by_round: dict[Any, list[dict[str, Any]]] = {}
+    for p in plain:
+        by_round.setdefault(p.get("round"), []).append(p)
+    pairs = []
+    taken: dict[Any, int] = {}
+    for s in samples:
+        rnd = s.get("round")
+        i = taken.get(rnd, 0)
+        if i < len(by_round.get(rnd, [])):
+            pairs.append((s, by_round[rnd][i]))
+            taken[rnd] = i + 1
+    return pairs
+
+
 def summarize(results: dict[str, dict[str, Any]], modes: Sequence[str]) -> dict[str, dict[str, Any]]:
     """Per workload and mode: medians, ratios to plain and the range of paired ratios."""
     summary: dict[str, dict[str, Any]] = {}
@@ -206,15 +230,16 @@ def summarize(results: dict[str, dict[str, Any]], modes: Sequence[str]) -> dict[
                         base = _median([s[metric] for s in plain_samples])
                         row[f"{metric}_ratio"] = row[metric] / base if base > 0 else None
                         paired = [
-                            s[metric] / p[metric]
-                            for s, p in zip(samples, plain_samples, strict=False)
-                            if p[metric] > 0
+                            s[metric] / p[metric] for s, p in _pairs(samples, plain_samples) if p[metric] > 0
                         ]
                         row[f"{metric}_range"] = (min(paired), max(paired)) if paired else None
                     base_growth = _median(
                         [max(p["rss_peak_mb"] - p["rss_before_mb"], 0.0) for p in plain_samples]
                     )
                     row["plain_growth_mb"] = base_growth
+                    base_cpu = _median([p["cpu"] for p in plain_samples])
+                    if spans:
+                        row["cpu_us_per_span"] = (row["cpu"] - base_cpu) / spans * 1e6
             rows[mode] = row
         summary[workload] = rows
     return summary
@@ -267,6 +292,7 @@ def results_table(summary: dict[str, dict[str, Any]], modes: Sequence[str]) -> l
         "loop only",
         "spans/run",
         "spans/s",
+        "extra CPU µs/span",
         "RSS growth",
     ]
     rows = [header]
@@ -274,10 +300,10 @@ def results_table(summary: dict[str, dict[str, Any]], modes: Sequence[str]) -> l
         for mode in modes:
             row = by_mode.get(mode, {})
             if row.get("skipped"):
-                rows.append([workload, mode, f"skipped: {row['skipped']}", "", "", "", "", ""])
+                rows.append([workload, mode, f"skipped: {row['skipped']}", "", "", "", "", "", ""])
                 continue
             if not row.get("n"):
-                rows.append([workload, mode, "no result", "", "", "", "", ""])
+                rows.append([workload, mode, "no result", "", "", "", "", "", ""])
                 continue
             if mode == BASELINE:
                 cells = [_seconds_cell(row.get(m)) for m in METRICS]
@@ -294,6 +320,7 @@ def results_table(summary: dict[str, dict[str, Any]], modes: Sequence[str]) -> l
                     *cells,
                     spans,
                     f"{rate / 1000:.1f}k" if rate else "-",
+                    f"{row['cpu_us_per_span']:.0f}" if row.get("cpu_us_per_span") else "-",
                     _memory_cell(row, mode),
                 ]
             )
@@ -427,6 +454,38 @@ def micro_tables(micro: dict[str, Any]) -> list[tuple[str, list[list[str]]]]:
     return tables
 
 
+def export_commit(rev: str, into: Path) -> str:
+    """Extract src/ of a commit into ``into``; return the commit's short hash."""
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", rev + "^{commit}"], cwd=ROOT, capture_output=True, text=True
+    )
+    if commit.returncode != 0:
+        raise SystemExit(f"--commit {rev}: {commit.stderr.strip()}")
+    archive = subprocess.run(["git", "archive", rev, "src"], cwd=ROOT, capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
+    return commit.stdout.strip()
+
+
+def source_state() -> str:
+    """The commit of the code under test, and whether src/ differs from it."""
+    if SOURCE_OVERRIDE is not None:
+        return f"{SOURCE_COMMIT} (--commit, extracted)"
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "src"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit + (" (src/ modified)" if dirty else "")
+
+
 def machine_line() -> str:
     try:
         load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
@@ -457,6 +516,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
     p.add_argument("--python", default=sys.executable, help="interpreter for the child processes")
     p.add_argument(
+        "--commit",
+        metavar="REV",
+        help="benchmark src/ as of this git revision (extracted to a temporary directory) "
+        "instead of the working tree",
+    )
+    p.add_argument(
         "--bsp-queue",
         type=int,
         default=DEFAULT_BSP_QUEUE,
@@ -473,6 +538,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--profile", metavar="WORKLOAD:MODE", help="profile one configuration instead")
     p.add_argument("--profiler", choices=("auto", "py-spy", "cprofile"), default="auto")
     p.add_argument("--top", type=int, default=20, help="functions shown by --profile")
+    p.add_argument("--profile-out", type=Path, help="keep the raw profile (py-spy raw or pstats) here")
     p.add_argument("--from-json", type=Path, help="print the report of a --json file instead of running")
     p.add_argument("--list", action="store_true", help="list workloads and modes")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
@@ -555,6 +621,7 @@ def run_suite(args: argparse.Namespace) -> dict[str, Any]:
         receiver = Receiver(args.python)
     started = time.time()
     load_before = machine_line()
+    source_before = source_state()
     try:
         for rnd in range(args.rounds):
             order = active[rnd % len(active) :] + active[: rnd % len(active)]
@@ -602,6 +669,11 @@ def run_suite(args: argparse.Namespace) -> dict[str, Any]:
                         sent = res.data.get("exported_total", exported)
                         if received != sent:
                             problems.append(f"{where}: the receiver got {received} spans, {sent} were sent")
+                    if args.json:  # what is done so far survives an interrupted run
+                        partial = assemble(
+                            args, workloads, modes, results, {}, problems, started, load_before, "", True
+                        )
+                        args.json.write_text(json.dumps(partial, indent=1) + "\n")
                     last = samples[-1]
                     progress(
                         f"{w:28} {m:13} wall {last['wall']:7.3f}s cpu {last['cpu']:7.3f}s "
@@ -611,13 +683,29 @@ def run_suite(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         if receiver is not None:
             receiver.close()
-    summary = summarize(results, modes)
+    return assemble(args, workloads, modes, results, micro, problems, started, load_before, source_before)
+
+
+def assemble(
+    args: argparse.Namespace,
+    workloads: list[str],
+    modes: list[str],
+    results: dict[str, dict[str, Any]],
+    micro: dict[str, Any],
+    problems: list[str],
+    started: float,
+    load_before: str,
+    source_before: str,
+    partial: bool = False,
+) -> dict[str, Any]:
     return {
         "meta": {
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "command": "python -m benchmarks " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
             "machine_before": load_before,
             "machine_after": machine_line(),
+            "source": source_before,
+            "source_after": source_before if partial else source_state(),
             "python": args.python,
             "loop": args.loop,
             "rounds": args.rounds,
@@ -626,11 +714,12 @@ def run_suite(args: argparse.Namespace) -> dict[str, Any]:
             "warmup": args.warmup,
             "bsp_queue": args.bsp_queue,
             "seconds": round(time.time() - started, 1),
+            "partial": partial,
         },
         "workloads": workloads,
         "modes": modes,
         "results": results,
-        "summary": summary,
+        "summary": summarize(results, modes),
         "micro": micro,
         "problems": problems,
     }
@@ -687,6 +776,15 @@ def report(data: dict[str, Any], markdown: bool) -> str:
         f"{meta['scale']:g}, loop {meta['loop']}, BatchSpanProcessor queue "
         f"{meta['bsp_queue'] or 'SDK default'}; {meta['seconds']:.0f} s in all."
     )
+    if "source" in meta:
+        changed = (
+            ""
+            if meta["source"] == meta["source_after"]
+            else f" at the start, {meta['source_after']} at the end"
+        )
+        out.append(f"Code under test: commit {meta['source']}{changed}.")
+    if meta.get("partial"):
+        out.append("PARTIAL: the run was interrupted; these are the configurations it finished.")
     out.append("")
     if data["summary"]:
         out.append(f"{heading}Ratios to plain (median, range of paired ratios)")
@@ -781,6 +879,8 @@ def profile(args: argparse.Namespace) -> int:
             text = (
                 summarize_py_spy(out, args.top) if profiler == "py-spy" else summarize_cprofile(out, args.top)
             )
+            if args.profile_out:
+                shutil.copyfile(out, args.profile_out)
             print(text)
     finally:
         if receiver is not None:
@@ -822,10 +922,18 @@ def _table(title: str, counts: dict[str, float], total: float, top: int) -> list
     return lines
 
 
+def _frame(frame: str) -> tuple[str, str]:
+    """A py-spy frame ``func (file:line)`` as (``func (short file)``, file)."""
+    func, _, where = frame.partition(" (")
+    filename = where.rsplit(":", 1)[0]
+    return f"{func} ({filename.split('/site-packages/')[-1].split('/src/')[-1]})", filename
+
+
 def summarize_py_spy(path: Path, top: int) -> str:
     roles: dict[str, float] = {}
     packages: dict[str, float] = {}
     ours: dict[str, float] = {}
+    ours_inclusive: dict[str, float] = {}
     overall: dict[str, float] = {}
     total = 0.0
     for line in path.read_text().splitlines():
@@ -837,22 +945,36 @@ def summarize_py_spy(path: Path, top: int) -> str:
             continue  # imports, before the measured run
         n = float(count)
         total += n
-        leaf = frames[-1]
-        func, _, where = leaf.partition(" (")
-        filename = where.rsplit(":", 1)[0]
-        name = f"{func} ({filename.split('/site-packages/')[-1].split('/src/')[-1]})"
-        roles[_thread_role(frames)] = roles.get(_thread_role(frames), 0) + n
+        name, filename = _frame(frames[-1])
+        role = _thread_role(frames)
+        roles[role] = roles.get(role, 0) + n
         pkg = _package(filename)
         packages[pkg] = packages.get(pkg, 0) + n
         overall[name] = overall.get(name, 0) + n
         if pkg == "otel_asyncres":
             ours[name] = ours.get(name, 0) + n
+        for frame in reversed(frames):
+            caller, caller_file = _frame(frame)
+            if _package(caller_file) == "otel_asyncres" and "Recorder." not in caller:
+                ours_inclusive[caller] = ours_inclusive.get(caller, 0) + n
+                break
     if not total:
         return "(no samples)"
     lines = [f"{total:.0f} samples of the thread holding the GIL (py-spy --gil)", ""]
     lines += _table("by thread:", roles, total, top)
     lines += ["", *_table("by package of the function running (own time):", packages, total, top)]
     lines += ["", *_table(f"top {top} functions of otel_asyncres by own time:", ours, total, top)]
+    lines += [
+        "",
+        *_table(
+            f"top {top} functions of otel_asyncres by the time spent in them and in what they call "
+            "outside the package (SDK, stdlib), each sample counted once, at the innermost "
+            "otel_asyncres frame:",
+            ours_inclusive,
+            total,
+            top,
+        ),
+    ]
     lines += ["", *_table(f"top {top} functions overall by own time:", overall, total, top)]
     return "\n".join(lines)
 
@@ -881,13 +1003,27 @@ def summarize_cprofile(path: Path, top: int) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    global SOURCE_OVERRIDE, SOURCE_COMMIT
     args = parse_args(argv)
     if args.list:
         list_all()
         return 0
+    if args.commit:
+        with tempfile.TemporaryDirectory(prefix="otel-asyncres-bench-") as tmp:
+            SOURCE_COMMIT = export_commit(args.commit, Path(tmp))
+            SOURCE_OVERRIDE = Path(tmp) / "src"
+            return _main(args)
+    return _main(args)
+
+
+def _main(args: argparse.Namespace) -> int:
     if args.profile:
         return profile(args)
-    data = json.loads(args.from_json.read_text()) if args.from_json else run_suite(args)
+    if args.from_json:
+        data = json.loads(args.from_json.read_text())
+        data["summary"] = summarize(data["results"], data["modes"])  # with this version's columns
+    else:
+        data = run_suite(args)
     if args.json and not args.from_json:
         args.json.write_text(json.dumps(data, indent=1) + "\n")
     text = report(data, args.markdown or bool(args.update_doc))
