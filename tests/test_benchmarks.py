@@ -10,9 +10,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.slow  # ~9 s on an idle 2-core machine, more when it is loaded
 def test_quick_run_gives_a_well_formed_result(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     proc = subprocess.run(
