@@ -54,20 +54,21 @@ def install(tracker: TaskTracker, patcher: Patcher, loop_classes: list[type]) ->
 
 
 def _hook__call_soon(tracker: TaskTracker, original: Callable[..., Any]) -> Callable[..., Any]:
-    """A task's step is scheduled untouched, between a handle of ours that
-    opens the poll and one that closes it: the three run back to back (the
-    ready queue is FIFO), and no frame of this package is ever on the step's
-    stack, so stack inspection, tracebacks, handle reprs and debug mode's
-    reports stay exactly as they were."""
+    """A task's step is scheduled untouched, between two markers of the
+    task's own (made once, reused for every step) that open and close the poll:
+    the ready queue is FIFO, so the three run back to back, and no frame of
+    this package is ever on the step's stack. Stack inspection, tracebacks,
+    handle reprs and debug mode's reports stay exactly as they were."""
     task_step, cause_of, run_caused = tracker.task_step, tracker.cause_of, tracker.run_caused
-    poll_begin, poll_finish = tracker.poll_begin, tracker.poll_finish
 
     def _call_soon(loop: Any, callback: Any, args: Any, context: Any) -> Any:
         step = task_step(loop, callback, args)
         if step is not None:
-            _trimmed(original(loop, poll_begin, (*step, args), context))
+            begin, end = tracker.markers(step[0], step[1], args)
+            ready = loop._ready
+            ready.append(begin)
             handle = original(loop, callback, args, context)
-            _trimmed(original(loop, poll_finish, step, context))
+            ready.append(end)
             return _trimmed(handle)
         cause = cause_of(callback, args)
         if cause is not None:

@@ -108,6 +108,9 @@ class TaskState:
         "outer",
         "scopes",
         "location",
+        "marks",
+        "scheduled_args",
+        "running",
     )
 
     def __init__(self, task_id: int) -> None:
@@ -138,6 +141,30 @@ class TaskState:
         self.scopes: tuple[Wait, ...] = ()
         #: Where it was spawned (for the resource it becomes when awaited).
         self.location: Location | None = None
+        #: The markers that bracket its polls on asyncio's own loops, and the
+        #: arguments its next step was scheduled with.
+        self.marks: tuple[PollMark, PollMark] | None = None
+        self.scheduled_args: tuple[Any, ...] = ()
+        #: The task, held from the marker before its step to the one after it
+        #: (a finished task nobody holds would be freed in between).
+        self.running: Any = None
+
+
+class PollMark:
+    """Stands in the loop's ready queue just before (or after) a task's step,
+    like a Handle: the loop only reads ``_cancelled`` and calls ``_run``."""
+
+    __slots__ = ("_run", "_cancelled")
+
+    def __init__(self, run: Callable[[], None]) -> None:
+        self._run = run
+        self._cancelled = False
+
+    def cancel(self) -> None:
+        self._cancelled = True
+
+    def __repr__(self) -> str:
+        return "<otel-asyncres poll mark>"
 
 
 class TaskRef(weakref.ref):  # type: ignore[type-arg]
@@ -310,6 +337,27 @@ class TaskTracker:
         except Exception as exc:
             self._recorder.count_error("call_soon", exc)
             return None
+
+    def markers(self, st: TaskState, task: Any, args: tuple[Any, ...]) -> tuple[PollMark, PollMark]:
+        """The two markers that bracket the step being scheduled."""
+        st.scheduled_args = args
+        marks = st.marks
+        if marks is None:
+            # The markers read the task through the state at run time: holding
+            # its weak reference here would keep it registered after the end.
+            def begin() -> None:
+                task = st.ref() if st.ref is not None else None
+                if task is not None:
+                    st.running = task
+                    self.poll_begin(st, task, st.scheduled_args)
+
+            def end() -> None:
+                task, st.running = st.running, None
+                if task is not None:
+                    self.poll_finish(st, task)
+
+            marks = st.marks = (PollMark(begin), PollMark(end))
+        return marks
 
     def cause_of(self, callback: Any, args: tuple[Any, ...]) -> TaskState | None:
         """The task on whose behalf one of asyncio's own done-callbacks is being
@@ -594,6 +642,8 @@ class TaskTracker:
         pending!"): whatever it waited on can no longer wake it."""
         try:
             st = ref.state
+            if st.ref is not ref:
+                return  # closed already
             now = time_ns()
             wait = st.wait
             if wait is not None:
