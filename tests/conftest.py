@@ -39,6 +39,9 @@ class ListSink:
     def consume(self, records: Sequence[r.Record]) -> None:
         self.records.extend(records)
 
+    def tick(self, now: int) -> None:
+        pass
+
     def flush(self, final: bool = False) -> None:
         pass
 

@@ -434,6 +434,9 @@ class _ExplodingSink:
     def consume(self, records):
         raise RuntimeError("sink bug")
 
+    def tick(self, now):
+        raise RuntimeError("sink bug")
+
     def flush(self, final=False):
         raise RuntimeError("sink bug")
 

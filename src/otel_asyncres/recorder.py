@@ -17,6 +17,7 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Sequence
+from time import time_ns
 from typing import Protocol
 
 from .records import Record
@@ -29,9 +30,13 @@ _BATCH = 4096
 
 class Sink(Protocol):
     """Where records go. Called from one thread at a time, never from the loop's
-    hot path; ``final`` on flush means nothing more will come."""
+    hot path: batches of records, a regular ``tick`` (records may not come
+    for a while, time passes anyway), flushes (``final``: nothing more will
+    come) and one shutdown."""
 
     def consume(self, records: Sequence[Record]) -> None: ...
+
+    def tick(self, now: int) -> None: ...
 
     def flush(self, final: bool = False) -> None: ...
 
@@ -109,6 +114,12 @@ class Recorder:
             self._wake.clear()
             with self._lock:
                 self._drain()
+                now = time_ns()
+                for sink in self._sinks:
+                    try:
+                        sink.tick(now)
+                    except Exception as exc:
+                        self.count_error(f"{type(sink).__name__}.tick", exc)
 
     def _drain(self) -> None:
         popleft = self._buffer.popleft

@@ -69,6 +69,16 @@ LINK_WOKEN_BY = "woken_by"
 #: Set on spans still open when the program ended (flushed, not finished).
 UNFINISHED = "asyncio.unfinished"
 
+# Windows: a long-lived entity exported as consecutive spans.
+WINDOW_INDEX = "asyncio.window.index"
+WINDOW_LAST = "asyncio.window.last"
+LINK_PREVIOUS_WINDOW = "previous_window"
+
+# What was counted instead of shown (shorter than the thresholds).
+TASK_HIDDEN_TASKS = "asyncio.task.hidden_tasks"
+TASK_HIDDEN_WAITS = "asyncio.task.hidden_waits"
+RESOURCE_HIDDEN_OPS = "asyncio.resource.hidden_ops"
+
 # Events (Tokio's names).
 EVENT_STATE_UPDATE = "state_update"
 EVENT_POLL_OP = "poll_op"

@@ -6,6 +6,16 @@ trace), never from the current context: the bridge runs on the recorder's
 thread, where the current context means nothing. Start and end times and event
 timestamps are the records' own. Relations other than the parent become links.
 
+Spans are spent where they show something (DESIGN.md §4). Each task, resource
+and op is an entity (see ``entities``) that becomes a span when the policy
+says so: a task that lived at least ``min_task_duration`` or failed, an op
+that waited at least ``min_wait_duration`` or did not end well, a resource
+that lived at least ``min_task_duration`` or whose op is shown, and whatever
+a shown span needs (its parent, the task its link points at). The rest is
+counted on its parent (``asyncio.task.hidden_tasks``, ``hidden_waits``,
+``asyncio.resource.hidden_ops``). With both thresholds at zero everything is
+shown. Long-lived entities are exported in windows.
+
 Task statistics follow Tokio Console's definitions: ``busy`` is time inside
 polls, ``scheduled`` the time from a wake (or the spawn) to the poll it caused,
 ``idle`` the rest of the task's life. A wake by a completed future consumes the
@@ -24,19 +34,23 @@ from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.trace import Link, NonRecordingSpan, Span, SpanContext, Status, StatusCode
+from opentelemetry.trace import NonRecordingSpan, SpanContext, Status, StatusCode
 
 from .. import records as r
-from ..records import Location, StateOp, StateValue, WakeCause
+from ..records import Location, Outcome, StateOp, StateValue, WakeCause
 from . import semconv as sc
+from .entities import SpanEntity, Windows
 
 #: Names asyncio gives when the user gave none: "Task-7", and on CPython 3.13.0
 #: "None" for tasks made by a task factory (a CPython bug, fixed later). The
 #: span is then named after the coroutine; the attribute keeps the real name.
-#: How many ended tasks' span contexts are kept for late links.
-_ENDED_KEPT = 4096
-
 _DEFAULT_TASK_NAME = re.compile(r"(Task-\d+|None)\Z")
+
+#: How many ended tasks are kept for links made after they ended (a scope
+#: woken by a task that has finished since, shown retroactively if need be).
+_RECENT_KEPT = 4096
+
+DETAILS = ("tasks", "resources", "all")
 
 
 @dataclass(frozen=True)
@@ -54,10 +68,17 @@ class BridgeOptions:
     #: Spans for resources a primitive made for itself (a Queue's Event, a
     #: Condition's own Lock); their owner's span shows what matters.
     internal_resources: bool = False
-
-
-def _context_of(span: Span) -> Context:
-    return trace.set_span_in_context(span, Context())
+    #: "tasks" (only tasks), "resources" (tasks, resources and ops) or "all"
+    #: (everything, whatever the thresholds, and a ``poll`` span per task poll).
+    detail: str = "resources"
+    #: Tasks (and resources) shorter than this are counted, not shown.
+    min_task_ns: int = 0
+    #: Waits shorter than this are counted, not shown.
+    min_wait_ns: int = 0
+    #: A window of a long-lived span ends after this long...
+    window_ns: int = 10_000_000_000
+    #: ... or with this many events (below the SDK's limit of 128).
+    window_events: int = 120
 
 
 def _code_attributes(location: Location | None) -> dict[str, Any]:
@@ -91,30 +112,34 @@ def _state_event(attribute: str, value: StateValue, op: str, unit: str | None) -
 
 class _Task:
     __slots__ = (
-        "span",
-        "context",
-        "spawned",
         "app_parent",
-        "coroutine",
-        "polls",
         "busy",
-        "scheduled",
-        "wakes",
-        "self_wakes",
         "clones",
         "drops",
+        "end_attributes",
+        "ended_at",
+        "entity",
+        "error",
+        "hidden_tasks",
+        "hidden_waits",
+        "parent",
         "poll_started",
+        "polls",
+        "scheduled",
+        "self_wakes",
+        "spawned",
+        "wakes",
         "woken_at",
     )
 
     def __init__(
-        self, span: Span | None, context: Context, spawned: int, app_parent: Any, coroutine: str
+        self, entity: SpanEntity | None, spawned: int, app_parent: Any, parent: _Task | None
     ) -> None:
-        self.span = span
-        self.context = context
+        #: None for asyncio's housekeeping tasks, which are transparent.
+        self.entity = entity
         self.spawned = spawned
         self.app_parent = app_parent
-        self.coroutine = coroutine
+        self.parent = parent
         self.polls = 0
         self.busy = 0
         self.scheduled = 0
@@ -122,13 +147,18 @@ class _Task:
         self.self_wakes = 0
         self.clones = 0
         self.drops = 0
+        self.hidden_tasks = 0
+        self.hidden_waits = 0
+        self.error: r.ErrorInfo | None = None
         self.poll_started: int | None = None
         #: The spawn counts as the wake that schedules the first poll.
         self.woken_at: int | None = spawned
+        self.ended_at: int | None = None
+        self.end_attributes: dict[str, Any] = {}
 
     def statistics(self, end: int) -> dict[str, Any]:
         lifetime = max(end - self.spawned, 0)
-        return {
+        stats = {
             sc.TASK_POLLS: self.polls,
             sc.TASK_BUSY: _seconds(self.busy),
             sc.TASK_SCHEDULED: _seconds(self.scheduled),
@@ -138,28 +168,64 @@ class _Task:
             sc.TASK_WAKER_CLONES: self.clones,
             sc.TASK_WAKER_DROPS: self.drops,
         }
+        if self.hidden_tasks:
+            stats[sc.TASK_HIDDEN_TASKS] = self.hidden_tasks
+        if self.hidden_waits:
+            stats[sc.TASK_HIDDEN_WAITS] = self.hidden_waits
+        return stats
 
 
 class _Resource:
-    __slots__ = ("span", "context", "state")
+    __slots__ = ("created", "entity", "hidden_ops", "state")
 
-    def __init__(self, span: Span, state: dict[str, StateValue]) -> None:
-        self.span = span
-        self.context = _context_of(span)
+    def __init__(self, entity: SpanEntity, created: int, state: dict[str, StateValue]) -> None:
+        self.entity = entity
+        self.created = created
         self.state = dict(state)
+        self.hidden_ops = 0
+
+    def final_state(self) -> dict[str, Any]:
+        attrs: dict[str, Any] = {sc.RESOURCE_STATE_PREFIX + k: v for k, v in self.state.items()}
+        if self.hidden_ops:
+            attrs[sc.RESOURCE_HIDDEN_OPS] = self.hidden_ops
+        return attrs
 
 
 class _Op:
-    __slots__ = ("span", "context", "task_id", "resource_id", "polls", "poll_span", "code")
+    __slots__ = (
+        "code",
+        "created",
+        "entity",
+        "op_id",
+        "poll_count",
+        "poll_start",
+        "polls",
+        "resource_id",
+        "task_id",
+        "wakers",
+    )
 
-    def __init__(self, span: Span, task_id: int | None, resource_id: int, code: dict[str, Any]) -> None:
-        self.span = span
-        self.context = _context_of(span)
+    def __init__(
+        self,
+        op_id: int,
+        entity: SpanEntity,
+        created: int,
+        task_id: int | None,
+        resource_id: int,
+        code: dict[str, Any],
+    ) -> None:
+        self.op_id = op_id
+        self.entity = entity
+        self.created = created
+        self.poll_count = 0
         self.task_id = task_id
         self.resource_id = resource_id
-        self.polls = 0
-        self.poll_span: Span | None = None
         self.code = code
+        #: (start, end, is_ready) of each poll, made into spans when shown.
+        self.polls: list[tuple[int, int, bool]] = []
+        self.poll_start: int | None = None
+        #: Tasks whose action woke the op, linked when it is shown.
+        self.wakers: list[int] = []
 
 
 class SpanBridge:
@@ -167,13 +233,17 @@ class SpanBridge:
 
     def __init__(self, tracer: trace.Tracer, options: BridgeOptions | None = None) -> None:
         self._tracer = tracer
-        self._options = options or BridgeOptions()
+        self._options = options = options or BridgeOptions()
+        self._windows = Windows(options.window_ns, options.window_events)
+        self._everything = options.detail == "all"
+        self._min_task = 0 if self._everything else options.min_task_ns
+        self._min_wait = 0 if self._everything else options.min_wait_ns
+        self._resources_too = options.detail != "tasks"
         self._tasks: dict[int, _Task] = {}
         self._resources: dict[int, _Resource] = {}
         self._ops: dict[int, _Op] = {}
-        #: Span contexts of recently ended tasks, for links made after a task
-        #: ended (a scope woken by a task that finished since); bounded.
-        self._ended: OrderedDict[int, SpanContext] = OrderedDict()
+        #: Recently ended tasks, for links made after they ended; bounded.
+        self._recent: OrderedDict[int, _Task] = OrderedDict()
         self.errors = 0
         self._handlers: dict[type, Callable[[Any], None]] = {
             r.TaskSpawned: self._task_spawned,
@@ -184,25 +254,42 @@ class SpanBridge:
             r.TaskClosed: self._task_closed,
             r.WakerCloned: self._waker_cloned,
             r.WakerDropped: self._waker_dropped,
-            r.ResourceCreated: self._resource_created,
-            r.ResourceStateUpdated: self._resource_state,
-            r.ResourceClosed: self._resource_closed,
-            r.AsyncOpCreated: self._op_created,
-            r.AsyncOpPollStarted: self._op_poll_started,
-            r.PollOp: self._poll_op,
-            r.AsyncOpStateUpdated: self._op_state,
-            r.AsyncOpClosed: self._op_closed,
         }
+        if self._resources_too:
+            self._handlers.update(
+                {
+                    r.ResourceCreated: self._resource_created,
+                    r.ResourceStateUpdated: self._resource_state,
+                    r.ResourceClosed: self._resource_closed,
+                    r.AsyncOpCreated: self._op_created,
+                    r.AsyncOpPollStarted: self._op_poll_started,
+                    r.PollOp: self._poll_op,
+                    r.AsyncOpStateUpdated: self._op_state,
+                    r.AsyncOpClosed: self._op_closed,
+                }
+            )
 
     # -- Sink ------------------------------------------------------------------
 
     def consume(self, records: Sequence[r.Record]) -> None:
         handlers = self._handlers
         for record in records:
+            handler = handlers.get(type(record))
+            if handler is None:
+                continue
             try:
-                handlers[type(record)](record)
+                handler(record)
             except Exception:
                 self.errors += 1
+
+    def tick(self, now: int) -> None:
+        """Called regularly: show what has lived long enough to be shown, and
+        end the windows that have lasted long enough."""
+        try:
+            self._show_long_lived(now)
+            self._roll_due_windows(now)
+        except Exception:
+            self.errors += 1
 
     def flush(self, final: bool = False) -> None:
         if final:
@@ -214,45 +301,68 @@ class SpanBridge:
     def open_spans(self) -> int:
         return len(self._tasks) + len(self._resources) + len(self._ops)
 
+    # -- policy ------------------------------------------------------------------------
+
+    def _show(self, entity: SpanEntity) -> Context | None:
+        return entity.materialize(self._tracer, self._windows)
+
+    def _show_long_lived(self, now: int) -> None:
+        for task in self._tasks.values():
+            if task.entity is not None and not task.entity.shown and now - task.spawned >= self._min_task:
+                self._show(task.entity)
+        for res in self._resources.values():
+            if not res.entity.shown and now - res.created >= self._min_task:
+                self._show(res.entity)
+        for op in self._ops.values():
+            if not op.entity.shown and now - op.created >= self._min_wait:
+                self._show_op(op)
+
+    def _roll_due_windows(self, now: int) -> None:
+        windows = self._windows
+        entities = [t.entity for t in self._tasks.values() if t.entity is not None]
+        entities += [x.entity for x in self._resources.values()]
+        entities += [x.entity for x in self._ops.values()]
+        for entity in entities:
+            if entity.due(now, windows):
+                entity.roll(now, self._tracer)
+
     def _end_unfinished(self, now: int) -> None:
         """Spans reach a backend only when they end: at exit, end what is still
         open, marked unfinished, rather than lose it."""
+        self._show_long_lived(now)
         for op_id in list(self._ops):
             self._end_op(op_id, now, None, unfinished=True)
         for task_id, task in list(self._tasks.items()):
             del self._tasks[task_id]
-            if task.span is not None:
-                task.span.set_attributes(task.statistics(now))
-                task.span.set_attribute(sc.UNFINISHED, True)
-                task.span.end(end_time=now)
+            if task.entity is not None:
+                task.entity.end(now, {**task.statistics(now), sc.UNFINISHED: True})
         for rid in list(self._resources):
             self._end_resource(rid, now, unfinished=True)
 
     # -- tasks -------------------------------------------------------------------
 
-    def _start(
-        self, name: str, parent: Context, start: int, attributes: dict[str, Any], links: Sequence[Link] = ()
-    ) -> Span:
-        return self._tracer.start_span(
-            name, context=parent, attributes=attributes, links=links, start_time=start
-        )
-
     def _task_spawned(self, rec: r.TaskSpawned) -> None:
         spawner = self._tasks.get(rec.parent_id) if rec.parent_id is not None else None
+        anchor = spawner
+        while anchor is not None and anchor.entity is None:  # transparent housekeeping
+            anchor = anchor.parent
         app = rec.app_parent
-        links: list[Link] = []
+        parent: SpanEntity | Context | None
+        spawned_by = None
         if isinstance(app, SpanContext) and (spawner is None or app != spawner.app_parent):
             # Spawned inside an application span (a request, say): the task
             # belongs in that trace; the spawning task is linked.
             parent = trace.set_span_in_context(NonRecordingSpan(app), Context())
-            if spawner is not None and spawner.span is not None:
-                links.append(Link(spawner.span.get_span_context(), {sc.LINK_RELATION: sc.LINK_SPAWNED_BY}))
-        elif spawner is not None:
-            parent = spawner.context
+            spawned_by = anchor
+        elif anchor is not None and anchor.entity is not None:
+            parent = anchor.entity
+        elif anchor is None and spawner is not None:
+            parent = Context() if spawner.app_parent is None else self._app_context(spawner.app_parent)
         else:
             parent = Context()  # a new trace
         if rec.internal and not self._options.internal_tasks:
-            self._tasks[rec.task_id] = _Task(None, parent, rec.ts, app, rec.coroutine)
+            task = _Task(None, rec.ts, app, spawner)
+            self._tasks[rec.task_id] = task
             return
         attributes: dict[str, Any] = {
             sc.TASK_ID: rec.task_id,
@@ -264,25 +374,51 @@ class SpanBridge:
             attributes[sc.TASK_PARENT_ID] = rec.parent_id
         if rec.adopted:
             attributes[sc.TASK_ADOPTED] = True
-        span = self._start(sc.TASK_SPAN.format(rec.coroutine), parent, rec.ts, attributes, links)
-        self._tasks[rec.task_id] = _Task(span, _context_of(span), rec.ts, app, rec.coroutine)
+        task = _Task(None, rec.ts, app, spawner)
+        task.entity = SpanEntity(
+            sc.TASK_SPAN.format(rec.coroutine), rec.ts, attributes, parent, task.statistics
+        )
+        self._tasks[rec.task_id] = task
+        if spawned_by is not None and spawned_by.entity is not None:
+            context = self._task_span_context(spawned_by)
+            if context is not None:
+                task.entity.add_link(context, {sc.LINK_RELATION: sc.LINK_SPAWNED_BY})
+        if self._everything:
+            self._show(task.entity)
 
-    def _traced(self, task_id: int | None) -> _Task | None:
-        """The task's entry if it has a span (internal tasks have none)."""
-        task = self._tasks.get(task_id) if task_id is not None else None
-        return task if task is not None and task.span is not None else None
+    @staticmethod
+    def _app_context(app: Any) -> Context:
+        return trace.set_span_in_context(NonRecordingSpan(app), Context())
+
+    def _task_span_context(self, task: _Task) -> SpanContext | None:
+        """The span context of a task, making it a span if it is not one."""
+        entity = task.entity
+        if entity is None:
+            return None
+        if not entity.shown:
+            self._show(entity)
+            if task.ended_at is not None:  # ended since: it ends right away
+                entity.end(task.ended_at, task.end_attributes)
+        return entity.span.get_span_context() if entity.span is not None else None
+
+    def _task_context_by_id(self, task_id: int) -> SpanContext | None:
+        task = self._tasks.get(task_id) or self._recent.get(task_id)
+        return self._task_span_context(task) if task is not None else None
 
     def _task_named(self, rec: r.TaskNamed) -> None:
-        task = self._traced(rec.task_id)
-        if task is None or task.span is None:
+        task = self._tasks.get(rec.task_id)
+        if task is None or task.entity is None:
             return
-        task.span.set_attribute(sc.TASK_NAME, rec.name)
+        task.entity.set_attributes({sc.TASK_NAME: rec.name})
         if not _DEFAULT_TASK_NAME.match(rec.name):
-            task.span.update_name(sc.TASK_SPAN.format(rec.name))
+            task.entity.rename(sc.TASK_SPAN.format(rec.name))
+
+    def _event(self, entity: SpanEntity, name: str, attrs: dict[str, Any], ts: int) -> None:
+        entity.add_event(name, attrs, ts, self._tracer, self._windows)
 
     def _task_woken(self, rec: r.TaskWoken) -> None:
-        task = self._traced(rec.task_id)
-        if task is None or task.span is None:
+        task = self._tasks.get(rec.task_id)
+        if task is None:
             return
         is_self = rec.waker_id == rec.task_id
         task.wakes += 1
@@ -292,26 +428,31 @@ class SpanBridge:
             task.drops += 1  # the wake consumed the registration
         if task.woken_at is None:
             task.woken_at = rec.ts
-        attrs: dict[str, Any] = {sc.TASK_ID: rec.task_id, sc.WAKE_CAUSE: rec.cause, sc.WAKE_SELF: is_self}
-        if rec.waker_id is not None:
-            attrs[sc.WAKER_TASK_ID] = rec.waker_id
-        if rec.resource_id is not None:
-            attrs[sc.RESOURCE_ID] = rec.resource_id
-        if rec.op_id is not None:
-            attrs[sc.ASYNC_OP_ID] = rec.op_id
-        task.span.add_event(sc.EVENT_WAKER_WAKE, attrs, timestamp=rec.ts)
+        if task.entity is not None:
+            attrs: dict[str, Any] = {sc.TASK_ID: rec.task_id, sc.WAKE_CAUSE: rec.cause, sc.WAKE_SELF: is_self}
+            if rec.waker_id is not None:
+                attrs[sc.WAKER_TASK_ID] = rec.waker_id
+            if rec.resource_id is not None:
+                attrs[sc.RESOURCE_ID] = rec.resource_id
+            if rec.op_id is not None:
+                attrs[sc.ASYNC_OP_ID] = rec.op_id
+            self._event(task.entity, sc.EVENT_WAKER_WAKE, attrs, rec.ts)
         op = self._ops.get(rec.op_id) if rec.op_id is not None else None
         if op is not None and rec.waker_id is not None:
-            self._link_waker(op, rec.waker_id)
+            self._note_waker(op, rec.waker_id)
 
-    def _link_waker(self, op: _Op, waker_id: int) -> None:
-        """The op was completed by that task's action: say so, and link to it."""
-        op.span.set_attribute(sc.WAKER_TASK_ID, waker_id)
-        waker = self._traced(waker_id)
-        context = waker.span.get_span_context() if waker is not None and waker.span is not None else None
-        context = context or self._ended.get(waker_id)
-        if context is not None:
-            op.span.add_link(context, {sc.LINK_RELATION: sc.LINK_WOKEN_BY})
+    def _note_waker(self, op: _Op, waker_id: int) -> None:
+        op.entity.set_attributes({sc.WAKER_TASK_ID: waker_id})
+        op.wakers.append(waker_id)
+        if op.entity.shown:
+            self._link_wakers(op)
+
+    def _link_wakers(self, op: _Op) -> None:
+        wakers, op.wakers = op.wakers, []
+        for waker_id in wakers:
+            context = self._task_context_by_id(waker_id)
+            if context is not None:
+                op.entity.add_link(context, {sc.LINK_RELATION: sc.LINK_WOKEN_BY})
 
     def _poll_started(self, rec: r.TaskPollStarted) -> None:
         task = self._tasks.get(rec.task_id)
@@ -330,18 +471,30 @@ class SpanBridge:
         task = self._tasks.get(rec.task_id)
         if task is None or task.poll_started is None:
             return
-        task.busy += max(rec.ts - task.poll_started, 0)
-        task.poll_started = None
+        started, task.poll_started = task.poll_started, None
+        task.busy += max(rec.ts - started, 0)
         if task.woken_at is not None and task.woken_at < rec.ts:
             # Woken during its own poll (a yield): it waits to be run again
             # only from the end of this poll; before that it was busy.
             task.woken_at = rec.ts
+        if self._everything and task.entity is not None:
+            self._poll_span(task.entity, started, rec.ts, {sc.TASK_ID: rec.task_id})
+
+    def _poll_span(self, parent: SpanEntity, start: int, end: int, attributes: dict[str, Any]) -> None:
+        context = self._show(parent)
+        if context is not None:
+            span = self._tracer.start_span(
+                sc.POLL_SPAN, context=context, attributes=attributes, start_time=start
+            )
+            span.end(end_time=end)
 
     def _waker_cloned(self, rec: r.WakerCloned) -> None:
-        task = self._traced(rec.task_id)
-        if task is None or task.span is None:
+        task = self._tasks.get(rec.task_id)
+        if task is None:
             return
         task.clones += 1
+        if task.entity is None:
+            return
         attrs: dict[str, Any] = {sc.TASK_ID: rec.task_id}
         if rec.resource_id is not None:
             attrs[sc.RESOURCE_ID] = rec.resource_id
@@ -349,46 +502,57 @@ class SpanBridge:
             attrs[sc.ASYNC_OP_ID] = rec.op_id
         if rec.awaited_task_id is not None:
             attrs[sc.AWAITED_TASK_ID] = rec.awaited_task_id
-        task.span.add_event(sc.EVENT_WAKER_CLONE, attrs, timestamp=rec.ts)
+        self._event(task.entity, sc.EVENT_WAKER_CLONE, attrs, rec.ts)
 
     def _waker_dropped(self, rec: r.WakerDropped) -> None:
-        task = self._traced(rec.task_id)
-        if task is None or task.span is None:
+        task = self._tasks.get(rec.task_id)
+        if task is None:
             return
         task.drops += 1
+        if task.entity is None:
+            return
         attrs: dict[str, Any] = {sc.TASK_ID: rec.task_id, sc.WAKER_DROP_REASON: rec.reason}
         if rec.resource_id is not None:
             attrs[sc.RESOURCE_ID] = rec.resource_id
         if rec.op_id is not None:
             attrs[sc.ASYNC_OP_ID] = rec.op_id
-        task.span.add_event(sc.EVENT_WAKER_DROP, attrs, timestamp=rec.ts)
+        self._event(task.entity, sc.EVENT_WAKER_DROP, attrs, rec.ts)
 
     def _task_closed(self, rec: r.TaskClosed) -> None:
         task = self._tasks.pop(rec.task_id, None)
-        if task is None or task.span is None:
+        if task is None:
             return
-        span = task.span
         if task.poll_started is not None:  # closed from inside a poll
             task.busy += max(rec.ts - task.poll_started, 0)
-        span.set_attributes(task.statistics(rec.ts))
-        span.set_attribute(sc.TASK_OUTCOME, rec.outcome)
-        _record_error(span, rec.error, rec.ts)
-        span.end(end_time=rec.ts)
-        self._ended[rec.task_id] = span.get_span_context()
-        if len(self._ended) > _ENDED_KEPT:
-            self._ended.popitem(last=False)
+        entity = task.entity
+        if entity is None:
+            return
+        task.ended_at = rec.ts
+        task.end_attributes = {**task.statistics(rec.ts), sc.TASK_OUTCOME: rec.outcome}
+        failed = rec.outcome in (Outcome.ERROR, Outcome.LOST)
+        if entity.shown or failed or rec.ts - task.spawned >= self._min_task:
+            self._show(entity)
+            _record_error(entity, rec.error, rec.ts, self._tracer, self._windows)
+            entity.end(rec.ts, task.end_attributes)
+        elif task.parent is not None:
+            task.parent.hidden_tasks += 1
+        self._recent[rec.task_id] = task
+        if len(self._recent) > _RECENT_KEPT:
+            self._recent.popitem(last=False)
 
     # -- resources -----------------------------------------------------------------
 
     def _resource_created(self, rec: r.ResourceCreated) -> None:
         if rec.is_internal and not self._options.internal_resources:
             return
+        parent: SpanEntity | Context
         if rec.parent_resource_id is not None and rec.parent_resource_id in self._resources:
-            parent = self._resources[rec.parent_resource_id].context
-        elif rec.task_id is not None and rec.task_id in self._tasks:
-            parent = self._tasks[rec.task_id].context  # an internal task's is its parent's
+            parent = self._resources[rec.parent_resource_id].entity
         else:
-            parent = Context()
+            owner = self._tasks.get(rec.task_id) if rec.task_id is not None else None
+            while owner is not None and owner.entity is None:  # an internal task's is its parent's
+                owner = owner.parent
+            parent = owner.entity if owner is not None and owner.entity is not None else Context()
         attributes: dict[str, Any] = {
             sc.RESOURCE_ID: rec.resource_id,
             sc.RESOURCE_CONCRETE_TYPE: rec.concrete_type,
@@ -404,17 +568,20 @@ class SpanBridge:
             attributes[sc.RESOURCE_PARENT_ID] = rec.parent_resource_id
         if rec.task_id is not None:
             attributes[sc.TASK_ID] = rec.task_id
-        span = self._start(sc.RESOURCE_SPAN.format(rec.concrete_type), parent, rec.ts, attributes)
-        self._resources[rec.resource_id] = _Resource(span, rec.state)
+        entity = SpanEntity(sc.RESOURCE_SPAN.format(rec.concrete_type), rec.ts, attributes, parent)
+        res = _Resource(entity, rec.ts, rec.state)
+        entity.snapshot = lambda ts: res.final_state()
+        self._resources[rec.resource_id] = res
+        if self._everything:
+            self._show(entity)
 
     def _resource_state(self, rec: r.ResourceStateUpdated) -> None:
         res = self._resources.get(rec.resource_id)
         if res is None:
             return
         res.state[rec.attribute] = _apply(res.state.get(rec.attribute), rec.value, rec.op)
-        res.span.add_event(
-            sc.EVENT_STATE_UPDATE, _state_event(rec.attribute, rec.value, rec.op, rec.unit), timestamp=rec.ts
-        )
+        attrs = _state_event(rec.attribute, rec.value, rec.op, rec.unit)
+        self._event(res.entity, sc.EVENT_STATE_UPDATE, attrs, rec.ts)
 
     def _resource_closed(self, rec: r.ResourceClosed) -> None:
         self._end_resource(rec.resource_id, rec.ts)
@@ -423,15 +590,19 @@ class SpanBridge:
         res = self._resources.pop(rid, None)
         if res is None:
             return
-        res.span.set_attributes({sc.RESOURCE_STATE_PREFIX + k: v for k, v in res.state.items()})
+        if not res.entity.shown and ts - res.created >= self._min_task:
+            self._show(res.entity)
+        attributes = res.final_state()
         if unfinished:
-            res.span.set_attribute(sc.UNFINISHED, True)
-        res.span.end(end_time=ts)
+            attributes[sc.UNFINISHED] = True
+        res.entity.end(ts, attributes)
 
     # -- async ops -----------------------------------------------------------------
 
     def _op_created(self, rec: r.AsyncOpCreated) -> None:
-        task = self._traced(rec.task_id)
+        task = self._tasks.get(rec.task_id) if rec.task_id is not None else None
+        while task is not None and task.entity is None:
+            task = task.parent
         res = self._resources.get(rec.resource_id)
         code = _code_attributes(rec.location)
         attributes: dict[str, Any] = {
@@ -442,59 +613,82 @@ class SpanBridge:
         }
         if rec.task_id is not None:
             attributes[sc.TASK_ID] = rec.task_id
-        links: list[Link] = []
         by_resource = self._options.op_parent == "resource"
-        first, second = (res, task) if by_resource else (task, res)
-        if first is not None:
-            parent = first.context
-        elif second is not None:
-            parent = second.context
+        task_entity = task.entity if task is not None else None
+        res_entity = res.entity if res is not None else None
+        first, second = (res_entity, task_entity) if by_resource else (task_entity, res_entity)
+        parent: SpanEntity | Context = first or second or Context()
+        entity = SpanEntity(sc.ASYNC_OP_SPAN.format(rec.source), rec.ts, attributes, parent)
+        op = _Op(rec.op_id, entity, rec.ts, rec.task_id, rec.resource_id, code)
+        self._ops[rec.op_id] = op
+        if self._everything:
+            self._show_op(op)
+
+    def _show_op(self, op: _Op) -> None:
+        """Make the op a span, with its link to the resource or the task (the
+        one that is not its parent) and to the tasks that woke it."""
+        entity = op.entity
+        if entity.shown or self._show(entity) is None:
+            return
+        by_resource = self._options.op_parent == "resource"
+        if by_resource:
+            task = self._tasks.get(op.task_id) if op.task_id is not None else None
+            context = self._task_span_context(task) if task is not None else None
+            relation = sc.LINK_AWAITED_BY
         else:
-            parent = Context()
-        if first is not None and second is not None and second.span is not None:
-            relation = sc.LINK_AWAITED_BY if by_resource else sc.LINK_RESOURCE
-            links.append(Link(second.span.get_span_context(), {sc.LINK_RELATION: relation}))
-        span = self._start(sc.ASYNC_OP_SPAN.format(rec.source), parent, rec.ts, attributes, links)
-        self._ops[rec.op_id] = _Op(span, rec.task_id, rec.resource_id, code)
+            res = self._resources.get(op.resource_id)
+            context = None
+            if res is not None and entity.parent is not res.entity and self._show(res.entity) is not None:
+                context = res.entity.span.get_span_context() if res.entity.span is not None else None
+            relation = sc.LINK_RESOURCE
+        if context is not None:
+            entity.add_link(context, {sc.LINK_RELATION: relation})
+        self._link_wakers(op)
 
     def _op_poll_started(self, rec: r.AsyncOpPollStarted) -> None:
         op = self._ops.get(rec.op_id)
-        if op is None:
-            return
-        op.polls += 1
-        if self._options.op_poll_spans:
-            attributes = {sc.ASYNC_OP_ID: rec.op_id, **op.code}
-            if rec.task_id is not None:
-                attributes[sc.TASK_ID] = rec.task_id
-            op.poll_span = self._start(sc.POLL_SPAN, op.context, rec.ts, attributes)
+        if op is not None:
+            op.poll_start = rec.ts
+            op.poll_count += 1
 
     def _poll_op(self, rec: r.PollOp) -> None:
         op = self._ops.get(rec.op_id)
         if op is None:
             return
-        op.span.add_event(
+        self._event(
+            op.entity,
             sc.EVENT_POLL_OP,
             {sc.EVENT_OP_NAME: rec.op_name, sc.EVENT_IS_READY: rec.is_ready},
-            timestamp=rec.ts,
+            rec.ts,
         )
-        if op.poll_span is not None:
-            op.poll_span.set_attribute(sc.POLL_IS_READY, rec.is_ready)
-            op.poll_span.end(end_time=rec.ts)
-            op.poll_span = None
+        start, op.poll_start = op.poll_start, None
+        if start is not None:
+            op.polls.append((start, rec.ts, rec.is_ready))
+            if op.entity.shown:
+                self._op_poll_spans(op)
+
+    def _op_poll_spans(self, op: _Op) -> None:
+        polls, op.polls = op.polls, []
+        if not self._options.op_poll_spans:
+            return
+        for start, end, ready in polls:
+            attributes: dict[str, Any] = {sc.ASYNC_OP_ID: op.op_id, **op.code, sc.POLL_IS_READY: ready}
+            if op.task_id is not None:
+                attributes[sc.TASK_ID] = op.task_id
+            self._poll_span(op.entity, start, end, attributes)
 
     def _op_state(self, rec: r.AsyncOpStateUpdated) -> None:
         op = self._ops.get(rec.op_id)
         if op is None:
             return
-        op.span.add_event(
-            sc.EVENT_STATE_UPDATE, _state_event(rec.attribute, rec.value, rec.op, rec.unit), timestamp=rec.ts
-        )
-        op.span.set_attribute(sc.ASYNC_OP_STATE_PREFIX + rec.attribute, rec.value)
+        op.entity.set_attributes({sc.ASYNC_OP_STATE_PREFIX + rec.attribute: rec.value})
+        attrs = _state_event(rec.attribute, rec.value, rec.op, rec.unit)
+        self._event(op.entity, sc.EVENT_STATE_UPDATE, attrs, rec.ts)
 
     def _op_closed(self, rec: r.AsyncOpClosed) -> None:
         op = self._ops.get(rec.op_id)
         if op is not None and rec.waker_id is not None:
-            self._link_waker(op, rec.waker_id)
+            self._note_waker(op, rec.waker_id)
         self._end_op(rec.op_id, rec.ts, rec.outcome, error=rec.error)
 
     def _end_op(
@@ -508,28 +702,44 @@ class SpanBridge:
         op = self._ops.pop(op_id, None)
         if op is None:
             return
-        if op.poll_span is not None:
-            op.poll_span.end(end_time=ts)
-        op.span.set_attribute(sc.ASYNC_OP_POLLS, op.polls)
+        entity = op.entity
+        if not entity.shown and (unfinished or outcome != Outcome.OK or ts - op.created >= self._min_wait):
+            self._show_op(op)
+        if not entity.shown:
+            self._count_hidden(op)
+            entity.end(ts)
+            return
+        if op.poll_start is not None:  # a poll still running at exit
+            op.polls.append((op.poll_start, ts, False))
+        self._op_poll_spans(op)
+        attributes: dict[str, Any] = {sc.ASYNC_OP_POLLS: op.poll_count}
         if outcome is not None:
-            op.span.set_attribute(sc.ASYNC_OP_OUTCOME, outcome)
+            attributes[sc.ASYNC_OP_OUTCOME] = outcome
         if unfinished:
-            op.span.set_attribute(sc.UNFINISHED, True)
-        _record_error(op.span, error, ts)
-        op.span.end(end_time=ts)
+            attributes[sc.UNFINISHED] = True
+        _record_error(entity, error, ts, self._tracer, self._windows)
+        entity.end(ts, attributes)
+
+    def _count_hidden(self, op: _Op) -> None:
+        task = self._tasks.get(op.task_id) if op.task_id is not None else None
+        if task is not None:
+            task.hidden_waits += 1
+        res = self._resources.get(op.resource_id)
+        if res is not None:
+            res.hidden_ops += 1
 
 
-def _record_error(span: Span, error: r.ErrorInfo | None, ts: int) -> None:
+def _record_error(
+    entity: SpanEntity, error: r.ErrorInfo | None, ts: int, tracer: Any, windows: Windows
+) -> None:
     """OpenTelemetry's standard ``exception`` event and an error status."""
-    if error is None:
+    if error is None or entity.span is None:
         return
-    span.add_event(
-        "exception",
-        {
-            "exception.type": error.type,
-            "exception.message": error.message,
-            "exception.stacktrace": error.stacktrace,
-        },
-        timestamp=ts,
-    )
-    span.set_status(Status(StatusCode.ERROR, f"{error.type}: {error.message}"))
+    attributes = {
+        "exception.type": error.type,
+        "exception.message": error.message,
+        "exception.stacktrace": error.stacktrace,
+    }
+    entity.add_event("exception", attributes, ts, tracer, windows)
+    assert entity.span is not None
+    entity.span.set_status(Status(StatusCode.ERROR, f"{error.type}: {error.message}"))

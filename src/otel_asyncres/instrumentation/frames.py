@@ -94,23 +94,35 @@ def user_location() -> Location | None:
 _CREATE_TASK = asyncio.BaseEventLoop.create_task.__code__
 
 
-def spawn_location() -> Location | None:
-    """Where in user code a task is being spawned: the first user frame
-    outside the loop's ``create_task``, if the spawn passes through it."""
-    start: FrameType | None = sys._getframe(1)
-    frame = start
-    for _ in range(16):
-        if frame is None:
-            break
-        if frame.f_code is _CREATE_TASK:
-            start = frame.f_back
-            break
+def spawn_location(loop: Any) -> Location | None:
+    """Where in user code a task is being spawned.
+
+    Each frame looked at costs its creation (3.11+ makes frame objects on
+    demand), so the walk starts above this package's own frames, and only a
+    loop with a task factory (the program's own code, inside ``create_task``)
+    needs the spawn's frames skipped up to the loop's ``create_task``."""
+    frame: FrameType | None = sys._getframe(1)
+    if loop is None or _task_factory(loop) is not None:
+        probe = frame
+        for _ in range(16):
+            if probe is None:
+                break
+            if probe.f_code is _CREATE_TASK:
+                frame = probe.f_back
+                break
+            probe = probe.f_back
+    while frame is not None:
+        if not frame.f_code.co_filename.startswith(_SKIPPED):
+            return location_of(frame)
         frame = frame.f_back
-    while start is not None:
-        if not start.f_code.co_filename.startswith(_SKIPPED):
-            return location_of(start)
-        start = start.f_back
     return None
+
+
+def _task_factory(loop: Any) -> Any:
+    try:
+        return loop.get_task_factory()
+    except Exception:
+        return True  # unknown: look for create_task
 
 
 def caller_is_user_code(depth: int = 1) -> bool:

@@ -28,9 +28,10 @@ import traceback
 import weakref
 from collections.abc import Callable
 from time import time_ns
-from types import BuiltinMethodType, MethodType
+from types import BuiltinMethodType, CoroutineType, MethodType
 from typing import Any
 
+from opentelemetry import context as otel_context
 from opentelemetry import trace as otel_trace
 
 from ..recorder import Recorder
@@ -260,8 +261,12 @@ def _is_internal_coroutine(coro: Any) -> bool:
 
 
 def _app_span_context() -> object | None:
-    """The application's active span, the one read of the current context."""
-    ctx = otel_trace.get_current_span().get_span_context()
+    """The application's active span, the one read of the current context
+    (most programs have no OpenTelemetry context at all: one call then)."""
+    current = otel_context.get_current()
+    if not current:
+        return None
+    ctx = otel_trace.get_current_span(current).get_span_context()
     return ctx if ctx.is_valid else None
 
 
@@ -409,7 +414,7 @@ class TaskTracker:
     def _spawn_begin(self, coro: Any) -> TaskState:
         parent = self._tls.current
         st = TaskState(next_task_id())
-        st.location = spawn_location()
+        st.location = spawn_location(None)
         self._emit(
             TaskSpawned(
                 time_ns(),
@@ -456,7 +461,7 @@ class TaskTracker:
         fresh = not wakeup and _not_started(coro)
         parent = self._tls.current
         st = TaskState(next_task_id())
-        st.location = spawn_location() if fresh else None
+        st.location = spawn_location(task.get_loop()) if fresh else None
         self._emit(
             TaskSpawned(
                 time_ns(),
@@ -657,8 +662,13 @@ class TaskTracker:
 
 
 def _not_started(coro: Any) -> bool:
-    if inspect.iscoroutine(coro):
-        return inspect.getcoroutinestate(coro) == inspect.CORO_CREATED
+    """Whether the coroutine has not run yet (``inspect``'s CORO_CREATED,
+    without its calls): its first step is being scheduled."""
+    if type(coro) is CoroutineType:
+        if coro.cr_running or coro.cr_frame is None:
+            return False
+        suspended = getattr(coro, "cr_suspended", None)  # 3.11+
+        return not suspended if suspended is not None else coro.cr_frame.f_lasti < 0
     if inspect.isgenerator(coro):
         return inspect.getgeneratorstate(coro) == inspect.GEN_CREATED
     return False

@@ -1,0 +1,188 @@
+"""A span that exists only when it has something to show, in windows.
+
+Records describe every task, resource and op; not every one deserves a span
+(DESIGN.md §4: a span costs more than the work of most tasks). An entity keeps
+what its span would carry (name, start time, attributes, links, events) and
+becomes a span only when the policy asks for it: then it is started with its
+original start time, under its parent (made a span first, if need be), and
+everything it kept is replayed with the original timestamps.
+
+A span reaches a backend only when it ends, and the SDK keeps a bounded number
+of events per span, dropping the oldest silently. So a long-lived entity is
+exported in windows: when a window reaches its duration or its event budget,
+it ends, and a continuation span with the same name and attributes takes
+over, linked to the window before. Children made later hang under the current
+window. Nothing is dropped: whatever the budget would not fit goes to the
+next window.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.trace import Link, Span
+
+from . import semconv as sc
+
+
+class Windows:
+    """How long a window may last and how many events it may hold."""
+
+    __slots__ = ("duration_ns", "events")
+
+    def __init__(self, duration_ns: int, events: int) -> None:
+        self.duration_ns = duration_ns
+        self.events = events
+
+
+class SpanEntity:
+    """One task, resource or op: a span on demand."""
+
+    __slots__ = (
+        "_attributes",
+        "_events",
+        "_links",
+        "_name",
+        "context",
+        "ended",
+        "event_count",
+        "muted",
+        "parent",
+        "parent_context",
+        "snapshot",
+        "span",
+        "start",
+        "window",
+        "window_start",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        start: int,
+        attributes: dict[str, Any],
+        parent: SpanEntity | Context | None,
+        snapshot: Callable[[int], dict[str, Any]] | None = None,
+    ) -> None:
+        self._name = name
+        self.start = start
+        self._attributes = attributes
+        self._links: list[Link] = []
+        self._events: list[tuple[str, dict[str, Any], int]] = []
+        #: The parent entity, or a ready context (an application span, or an
+        #: empty Context for a new trace).
+        self.parent = parent
+        self.parent_context: Context | None = None
+        #: Attributes describing the entity so far, set on each window as it ends.
+        self.snapshot = snapshot
+        self.span: Span | None = None
+        self.context: Context | None = None
+        self.window = 0
+        self.window_start = start
+        self.event_count = 0
+        self.muted = False
+        self.ended = False
+
+    @property
+    def shown(self) -> bool:
+        return self.span is not None
+
+    # -- what the span will carry --------------------------------------------------
+
+    def rename(self, name: str) -> None:
+        self._name = name
+        if self.span is not None:
+            self.span.update_name(name)
+
+    def set_attributes(self, attributes: dict[str, Any]) -> None:
+        self._attributes.update(attributes)
+        if self.span is not None:
+            self.span.set_attributes(attributes)
+
+    def add_link(self, context: trace.SpanContext, attributes: dict[str, Any]) -> None:
+        link = Link(context, attributes)
+        self._links.append(link)
+        if self.span is not None:
+            self.span.add_link(context, attributes)
+
+    def add_event(
+        self, name: str, attributes: dict[str, Any], ts: int, tracer: Any, windows: Windows
+    ) -> None:
+        if self.span is None:
+            self._events.append((name, attributes, ts))
+            return
+        if self.event_count >= windows.events:
+            self.roll(ts, tracer)
+        assert self.span is not None
+        self.span.add_event(name, attributes, timestamp=ts)
+        self.event_count += 1
+
+    # -- becoming a span --------------------------------------------------------------
+
+    def materialize(self, tracer: Any, windows: Windows) -> Context | None:
+        """Start the span (its parent first) and replay what was kept; the
+        context children should use, or None if the trace is sampled out."""
+        if self.muted:
+            return None
+        if self.span is None:
+            parent = self.parent
+            if isinstance(parent, SpanEntity):
+                parent_context = parent.materialize(tracer, windows)
+                if parent_context is None:
+                    self.muted = True
+                    return None
+            else:
+                parent_context = parent if parent is not None else Context()
+            self.parent_context = parent_context
+            self._open(tracer, self.start, self._links)
+            if self.span is None or not self.span.is_recording():
+                self.muted = True
+                self._events = []
+                return None
+            events, self._events = self._events, []
+            for name, attributes, ts in events:
+                self.add_event(name, attributes, ts, tracer, windows)
+        return self.context
+
+    def _open(self, tracer: Any, start: int, links: list[Link]) -> None:
+        attributes = dict(self._attributes)
+        if self.window:
+            attributes[sc.WINDOW_INDEX] = self.window
+        assert self.parent_context is not None
+        self.span = tracer.start_span(
+            self._name, context=self.parent_context, attributes=attributes, links=links, start_time=start
+        )
+        self.context = trace.set_span_in_context(self.span, Context())
+        self.window_start = start
+        self.event_count = 0
+
+    def roll(self, ts: int, tracer: Any) -> None:
+        """End the current window at ``ts``; a continuation takes over."""
+        if self.span is None:
+            return
+        previous = self.span
+        if self.snapshot is not None:
+            previous.set_attributes(self.snapshot(ts))
+        previous.set_attributes({sc.WINDOW_INDEX: self.window, sc.WINDOW_LAST: False})
+        previous.end(end_time=ts)
+        self.window += 1
+        link = Link(previous.get_span_context(), {sc.LINK_RELATION: sc.LINK_PREVIOUS_WINDOW})
+        self._open(tracer, ts, [link])
+
+    def due(self, now: int, windows: Windows) -> bool:
+        """Whether the current window has lasted long enough to end."""
+        return self.span is not None and now - self.window_start >= windows.duration_ns
+
+    def end(self, ts: int, attributes: dict[str, Any] | None = None) -> None:
+        """End the span (if it is one) with its final attributes."""
+        self.ended = True
+        if self.span is None:
+            return
+        if attributes:
+            self.span.set_attributes(attributes)
+        if self.window:
+            self.span.set_attributes({sc.WINDOW_INDEX: self.window, sc.WINDOW_LAST: True})
+        self.span.end(end_time=max(ts, self.window_start))
