@@ -25,7 +25,7 @@ ROUNDS = 3
 
 async def player(number: int, barrier: "asyncio.Barrier") -> None:
     for round_ in range(1, ROUNDS + 1):
-        await asyncio.sleep((number + 1) / 1000)  # this player's share of the work
+        await asyncio.sleep((number + 1) * 2 / 1000)  # this player's share of the work
         index = await barrier.wait()  # parks until all PLAYERS have arrived
         if index == 0:
             print(f"round {round_}: all {PLAYERS} players met")

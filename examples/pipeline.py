@@ -1,7 +1,8 @@
 """A two-stage pipeline over bounded queues: producer -> transformer -> consumer.
 
-``producer`` puts six numbers on ``raw``; ``transformer`` squares them onto
-``cooked``; ``consumer`` prints them, taking 1 ms per item. Both queues hold at
+``producer`` puts six numbers on ``raw`` (its source takes 2 ms to open);
+``transformer`` squares them onto ``cooked``; ``consumer`` prints them, taking
+3 ms per item. Both queues hold at
 most two items, so the slow consumer pushes back on the stages upstream of it.
 A ``None`` at the end of the stream tells each stage to stop. Every ``get`` is
 matched by a ``task_done``, and ``main`` waits with ``join`` until both queues
@@ -25,6 +26,7 @@ DONE = None  # end-of-stream marker
 
 
 async def producer(raw: asyncio.Queue) -> None:
+    await asyncio.sleep(0.002)  # opening the source: meanwhile the transformer waits
     for n in range(1, ITEMS + 1):
         await raw.put(n)  # waits while `raw` is full
     await raw.put(DONE)
@@ -41,7 +43,7 @@ async def transformer(raw: asyncio.Queue, cooked: asyncio.Queue) -> None:
 
 async def consumer(cooked: asyncio.Queue) -> None:
     while (square := await cooked.get()) is not DONE:
-        await asyncio.sleep(0.001)  # the slow part of the pipeline
+        await asyncio.sleep(0.003)  # the slow part of the pipeline
         print(f"consumed {square}")
         cooked.task_done()
     cooked.task_done()  # for the DONE marker

@@ -83,8 +83,14 @@ def exported(stderr: str, receiver: Receiver) -> list[ReceivedSpan]:
 
 
 def otlp_env(receiver: Receiver, **extra: str) -> dict[str, str]:
+    """Exporting to the receiver, with every task and wait shown: these tests
+    check what is flushed, with programs whose tasks are brief."""
     return child_env(
-        OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint, OTEL_EXPORTER_OTLP_PROTOCOL=receiver.protocol, **extra
+        OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
+        OTEL_EXPORTER_OTLP_PROTOCOL=receiver.protocol,
+        OTEL_ASYNCRES_MIN_TASK_DURATION="0",
+        OTEL_ASYNCRES_MIN_WAIT_DURATION="0",
+        **extra,
     )
 
 

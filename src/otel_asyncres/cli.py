@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from .config import EXPORTERS, FUTURE_MODES, OP_PARENTS, PROTOCOLS, ConfigError, load_settings
+from .config import EXPORTERS, OPTION_NAMES, OPTIONS, PROTOCOLS, ConfigError, load_settings
 from .launch import exec_program
 from .version import __version__
 
@@ -38,24 +38,15 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--endpoint", help="OTEL_EXPORTER_OTLP_ENDPOINT, e.g. http://localhost:4317")
     run.add_argument("--protocol", help=f"OTEL_EXPORTER_OTLP_PROTOCOL: {', '.join(PROTOCOLS)}")
     run.add_argument("--service-name", help="OTEL_SERVICE_NAME (default: the program's name)")
-    run.add_argument("--op-parent", help=f"OTEL_ASYNCRES_OP_PARENT: {', '.join(OP_PARENTS)}")
-    run.add_argument("--op-poll-spans", help="OTEL_ASYNCRES_OP_POLL_SPANS: true or false")
-    run.add_argument("--futures", help=f"OTEL_ASYNCRES_FUTURES: {', '.join(FUTURE_MODES)}")
+    for option in OPTIONS:
+        run.add_argument(option.flag, dest=option.name, help=f"{option.env}: {option.help}")
     run.add_argument("-m", dest="module", help="run a library module as a script, like python -m")
     run.add_argument("script", nargs="?", help="the script to run; what follows it is its arguments")
     return parser
 
 
 #: Options of ``run`` that take a value, so the value is not taken for the script.
-_VALUED = {
-    "--exporter",
-    "--endpoint",
-    "--protocol",
-    "--service-name",
-    "--op-parent",
-    "--op-poll-spans",
-    "--futures",
-}
+_VALUED = {"--exporter", "--endpoint", "--protocol", "--service-name", *(o.flag for o in OPTIONS)}
 
 
 def _split(argv: list[str]) -> tuple[list[str], list[str]]:
@@ -84,15 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not (args.module or args.script):
         print(f"{_PROG} run: error: give a script to run, or -m module", file=sys.stderr)
         return 2
-    options = {
-        "exporter": args.exporter,
-        "endpoint": args.endpoint,
-        "protocol": args.protocol,
-        "service_name": args.service_name,
-        "op_parent": args.op_parent,
-        "op_poll_spans": args.op_poll_spans,
-        "futures": args.futures,
-    }
+    options = {name: getattr(args, name) for name in OPTION_NAMES}
     try:
         settings = load_settings(options)
     except ConfigError as exc:

@@ -11,10 +11,12 @@ before the program starts, not a silent lack of traces.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
+
+from .bridge.spans import DETAILS
 
 EXPORTERS = ("otlp", "console", "none")
 PROTOCOLS = ("grpc", "http/protobuf")
@@ -40,16 +42,95 @@ class Settings:
     op_parent: str = "task"
     op_poll_spans: bool = True
     futures: str = "adopt"
+    detail: str = "resources"
+    min_task_duration: float = 0.001
+    min_wait_duration: float = 0.001
+    window_duration: float = 10.0
+    window_events: int = 120
+    internal: bool = False
 
 
-#: option name -> (environment variable, parser); OTEL_* exporter settings are
-#: resolved together in ``_exporter_settings``.
-_OWN_OPTIONS = {
-    "op_parent": "OTEL_ASYNCRES_OP_PARENT",
-    "op_poll_spans": "OTEL_ASYNCRES_OP_POLL_SPANS",
-    "futures": "OTEL_ASYNCRES_FUTURES",
-}
-OPTION_NAMES = ("exporter", "endpoint", "protocol", "service_name", *_OWN_OPTIONS)
+@dataclass(frozen=True)
+class Option:
+    """One option of this package: a keyword argument of ``instrument()``,
+    a flag of ``otel-asyncres run`` and an ``OTEL_ASYNCRES_*`` variable."""
+
+    name: str
+    parse: Callable[[str, Any], Any]
+    help: str
+
+    @property
+    def env(self) -> str:
+        return "OTEL_ASYNCRES_" + self.name.upper()
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+def _choice_of(*allowed: str) -> Callable[[str, Any], str]:
+    def parse(name: str, value: Any) -> str:
+        text = str(value).strip().lower()
+        if text not in allowed:
+            raise ConfigError(f"{name}={value!r} is not supported; use one of: {', '.join(allowed)}")
+        return text
+
+    return parse
+
+
+def _boolean(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ConfigError(f"{name}={value!r} is not a boolean; use true or false")
+
+
+_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0}
+
+
+def _duration(name: str, value: Any) -> float:
+    """Seconds, from a number (milliseconds) or a number with a unit: 250us, 5ms, 2s."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value) / 1000.0
+    else:
+        text = str(value).strip().lower()
+        unit = next((u for u in sorted(_UNITS, key=len, reverse=True) if text.endswith(u)), None)
+        number = text[: -len(unit)] if unit else text
+        try:
+            seconds = float(number) * (_UNITS[unit] if unit else 1e-3)
+        except ValueError:
+            raise ConfigError(f"{name}={value!r} is not a duration; use e.g. 500us, 5ms or 2s") from None
+    if seconds < 0:
+        raise ConfigError(f"{name}={value!r} must not be negative")
+    return seconds
+
+
+def _event_budget(name: str, value: Any) -> int:
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        raise ConfigError(f"{name}={value!r} is not a whole number") from None
+    if not 1 <= number <= 127:
+        raise ConfigError(f"{name}={value!r} must be between 1 and 127 (the SDK keeps 128 events per span)")
+    return number
+
+
+OPTIONS = (
+    Option("op_parent", _choice_of(*OP_PARENTS), "parent of an async-op span: task or resource"),
+    Option("op_poll_spans", _boolean, "a poll span per poll of an async op: true or false"),
+    Option("futures", _choice_of(*FUTURE_MODES), "how futures are followed: adopt or subclass"),
+    Option("detail", _choice_of(*DETAILS), "what gets spans: tasks, resources or all"),
+    Option("min_task_duration", _duration, "tasks (and resources) shorter than this are only counted"),
+    Option("min_wait_duration", _duration, "waits shorter than this are only counted"),
+    Option("window_duration", _duration, "a long-lived span is exported in windows this long"),
+    Option("window_events", _event_budget, "... or of this many events"),
+    Option("internal", _boolean, "also show asyncio's own housekeeping tasks and resources"),
+)
+OPTION_NAMES = ("exporter", "endpoint", "protocol", "service_name", *(o.name for o in OPTIONS))
 
 
 def load_settings(
@@ -62,21 +143,19 @@ def load_settings(
     if unknown:
         raise ConfigError(f"unknown option {unknown[0]!r}; known options: {', '.join(OPTION_NAMES)}")
     exporters, endpoint, protocol = _exporter_settings(options, env)
+    own: dict[str, Any] = {}
+    for option in OPTIONS:
+        if option.name in options:
+            own[option.name] = option.parse(option.name, options[option.name])
+        elif _text(env.get(option.env)) is not None:
+            own[option.name] = option.parse(option.env, env[option.env])
     return Settings(
         exporters=exporters,
         endpoint=endpoint,
         protocol=protocol,
         service_name=_text(options.get("service_name") or env.get("OTEL_SERVICE_NAME")),
-        op_parent=_choice("op_parent", _own(options, env, "op_parent"), OP_PARENTS, "task"),
-        op_poll_spans=_boolean("op_poll_spans", _own(options, env, "op_poll_spans"), True),
-        futures=_choice("futures", _own(options, env, "futures"), FUTURE_MODES, "adopt"),
+        **own,
     )
-
-
-def _own(options: Mapping[str, Any], env: Mapping[str, str], name: str) -> Any:
-    if name in options:
-        return options[name]
-    return env.get(_OWN_OPTIONS[name])
 
 
 def _text(value: Any) -> str | None:
@@ -84,39 +163,15 @@ def _text(value: Any) -> str | None:
     return text or None
 
 
-def _choice(name: str, value: Any, allowed: tuple[str, ...], default: str) -> str:
-    text = _text(value)
-    if text is None:
-        return default
-    if text.lower() not in allowed:
-        raise ConfigError(f"{name}={text!r} is not supported; use one of: {', '.join(allowed)}")
-    return text.lower()
-
-
-def _boolean(name: str, value: Any, default: bool) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = _text(value)
-    if text is None:
-        return default
-    if text.lower() in _TRUE:
-        return True
-    if text.lower() in _FALSE:
-        return False
-    raise ConfigError(f"{name}={text!r} is not a boolean; use true or false")
-
-
 def _exporter_settings(
     options: Mapping[str, Any], env: Mapping[str, str]
 ) -> tuple[tuple[str, ...], str, str]:
-    protocol = _choice(
-        "OTEL_EXPORTER_OTLP_PROTOCOL",
+    chosen = _text(
         options.get("protocol")
         or env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
-        or env.get("OTEL_EXPORTER_OTLP_PROTOCOL"),
-        PROTOCOLS,
-        "grpc",
+        or env.get("OTEL_EXPORTER_OTLP_PROTOCOL")
     )
+    protocol = "grpc" if chosen is None else _choice_of(*PROTOCOLS)("OTEL_EXPORTER_OTLP_PROTOCOL", chosen)
     endpoint, explicit = _endpoint(options, env, protocol)
     names = options.get("exporter") or env.get("OTEL_TRACES_EXPORTER")
     if names is None:

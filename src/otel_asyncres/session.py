@@ -45,9 +45,7 @@ class Session:
             )
         self.provider = tracer_provider
         tracer = tracer_provider.get_tracer("otel_asyncres", __version__)
-        self.bridge = SpanBridge(
-            tracer, BridgeOptions(op_parent=settings.op_parent, op_poll_spans=settings.op_poll_spans)
-        )
+        self.bridge = SpanBridge(tracer, bridge_options(settings))
         self.recorder = Recorder([self.bridge])
         self.instrumentation = Instrumentation(self.recorder, future_subclass=settings.futures == "subclass")
         self._closed = False
@@ -97,6 +95,20 @@ class Session:
             stream.flush()
         except (OSError, ValueError):
             pass
+
+
+def bridge_options(settings: Settings) -> BridgeOptions:
+    return BridgeOptions(
+        op_parent=settings.op_parent,
+        op_poll_spans=settings.op_poll_spans,
+        internal_tasks=settings.internal,
+        internal_resources=settings.internal,
+        detail=settings.detail,
+        min_task_ns=int(settings.min_task_duration * 1e9),
+        min_wait_ns=int(settings.min_wait_duration * 1e9),
+        window_ns=int(settings.window_duration * 1e9),
+        window_events=settings.window_events,
+    )
 
 
 def _application_provider() -> Any:
