@@ -1,6 +1,6 @@
 """Three players meeting at an asyncio.Barrier, round after round.
 
-Each round every player does some work of its own length (1, 2 or 3 ms) and
+Each round every player does some work of its own length (2, 4 or 6 ms) and
 then waits at the barrier until all three have arrived; only then does the
 next round start. Exactly one player per round (the one ``wait()`` gives
 index 0) reports it, so the output does not depend on who arrived first.
