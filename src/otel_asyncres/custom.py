@@ -132,6 +132,8 @@ class Resource:
         if self.parent is not None and self.parent._live_session() is session:
             parent_id = self.parent._id
         current = session.instrumentation.tasks.current()
+        if current is not None and current.muted:
+            return  # made by a task that is not recorded
         self._session, self._id = session, next_resource_id()
         session.recorder.emit(
             ResourceCreated(

@@ -17,9 +17,10 @@ from opentelemetry import trace
 
 from .bridge import BridgeOptions, SpanBridge
 from .config import Settings, load_settings
-from .export.setup import ReportingExporter, build_tracer_provider
+from .export.setup import Export, ExporterLog, build_tracer_provider
 from .instrumentation import Instrumentation
 from .recorder import Recorder
+from .sampling import Prestarted, root_sampler
 from .version import __version__
 
 #: How long exit waits for the exporters (a dead collector must not hang exit).
@@ -35,23 +36,29 @@ class Session:
         console_stream: TextIO | None = None,
     ) -> None:
         self.settings = settings
-        self.reporters: list[ReportingExporter] = []
+        self.export = Export()
         if tracer_provider is None:
             tracer_provider = _application_provider()
         self.owns_provider = tracer_provider is None
         if tracer_provider is None:
-            tracer_provider, self.reporters = build_tracer_provider(
+            tracer_provider, self.export = build_tracer_provider(
                 settings, default_service_name, console_stream
             )
         self.provider = tracer_provider
+        self._exporter_log = ExporterLog(self.export.reporters)
         tracer = tracer_provider.get_tracer("otel_asyncres", __version__)
-        self.bridge = SpanBridge(tracer, bridge_options(settings))
+        prestarted: Prestarted = {}
+        self.bridge = SpanBridge(tracer, bridge_options(settings), prestarted)
+        self.bridge.dropped_spans = self.export.dropped_since_last_asked
         self.recorder = Recorder([self.bridge])
         self.instrumentation = Instrumentation(self.recorder, future_subclass=settings.futures == "subclass")
+        self.instrumentation.tasks.sample_root = root_sampler(tracer_provider, tracer, prestarted)
         self._closed = False
         self._lock = threading.Lock()
 
     def start(self) -> None:
+        if self.export.reporters:
+            self._exporter_log.attach()
         self.instrumentation.install()
         self.recorder.start()
 
@@ -77,10 +84,17 @@ class Session:
             force_flush = getattr(self.provider, "force_flush", None)
             if force_flush is not None:
                 force_flush(EXIT_FLUSH_MILLIS)
+        self._exporter_log.detach()
         self._report(report or sys.stderr)
 
     def _report(self, stream: TextIO) -> None:
-        lines = [line for r in self.reporters if (line := r.summary())]
+        lines = self.export.summaries()
+        shed = self.instrumentation.tasks.shed
+        if shed:
+            lines.append(
+                f"otel-asyncres: {shed} tasks were not recorded: they were spawned while the "
+                "recorder was behind (the exporter could not keep up)"
+            )
         errors = {**self.recorder.errors}
         if self.bridge.errors:
             errors["bridge"] = self.bridge.errors

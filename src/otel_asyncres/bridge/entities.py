@@ -147,6 +147,15 @@ class SpanEntity:
                 self.add_event(name, attributes, ts, tracer, windows)
         return self.context
 
+    def adopt(self, span: Span) -> None:
+        """Take a span already started for this entity (a root task's, started
+        at spawn to ask the sampler): it carries what was kept so far."""
+        self.span = span
+        self.parent_context = Context()
+        self.context = trace.set_span_in_context(span, Context())
+        span.set_attributes(self._attributes)
+        span.update_name(self._name)
+
     def _open(self, tracer: Any, start: int, links: list[Link]) -> None:
         attributes = dict(self._attributes)
         if self.window:

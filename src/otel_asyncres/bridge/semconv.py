@@ -74,6 +74,9 @@ WINDOW_INDEX = "asyncio.window.index"
 WINDOW_LAST = "asyncio.window.last"
 LINK_PREVIOUS_WINDOW = "previous_window"
 
+#: On the next span exported after some were dropped: how many.
+DROPPED_SPANS = "otel_asyncres.dropped_spans"
+
 # What was counted instead of shown (shorter than the thresholds).
 TASK_HIDDEN_TASKS = "asyncio.task.hidden_tasks"
 TASK_HIDDEN_WAITS = "asyncio.task.hidden_waits"

@@ -231,8 +231,15 @@ class _Op:
 class SpanBridge:
     """Maps the record stream onto spans of one tracer."""
 
-    def __init__(self, tracer: trace.Tracer, options: BridgeOptions | None = None) -> None:
+    def __init__(
+        self,
+        tracer: trace.Tracer,
+        options: BridgeOptions | None = None,
+        prestarted: dict[int, Any] | None = None,
+    ) -> None:
         self._tracer = tracer
+        #: Root-task spans the sampler was asked with at spawn (see ``sampling``).
+        self._prestarted = prestarted if prestarted is not None else {}
         self._options = options = options or BridgeOptions()
         self._windows = Windows(options.window_ns, options.window_events)
         self._everything = options.detail == "all"
@@ -244,6 +251,8 @@ class SpanBridge:
         self._ops: dict[int, _Op] = {}
         #: Recently ended tasks, for links made after they ended; bounded.
         self._recent: OrderedDict[int, _Task] = OrderedDict()
+        #: Spans the export dropped since last asked: said on the next task span.
+        self.dropped_spans: Callable[[], int] = lambda: 0
         self.errors = 0
         self._handlers: dict[type, Callable[[Any], None]] = {
             r.TaskSpawned: self._task_spawned,
@@ -533,6 +542,9 @@ class SpanBridge:
         if entity.shown or failed or rec.ts - task.spawned >= self._min_task:
             self._show(entity)
             _record_error(entity, rec.error, rec.ts, self._tracer, self._windows)
+            dropped = self.dropped_spans()
+            if dropped:
+                task.end_attributes[sc.DROPPED_SPANS] = dropped
             entity.end(rec.ts, task.end_attributes)
         elif task.parent is not None:
             task.parent.hidden_tasks += 1

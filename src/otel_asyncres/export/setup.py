@@ -1,14 +1,16 @@
 """Building a TracerProvider from Settings, when the application has none.
 
-OTLP goes through a BatchSpanProcessor, so the recorder's thread never waits on
-the network; the console view through a SimpleSpanProcessor (its export is a
-list append). Each exporter is wrapped in a ``ReportingExporter`` that counts
-what went out and what was lost, so a collector that is down or misconfigured
-is reported at exit instead of passing unnoticed.
+OTLP goes through an ``ExportQueue``, so nobody waits on the network and a
+collector that cannot keep up costs counted drops; the console view through a
+SimpleSpanProcessor (its export is a list append). Each exporter is wrapped in
+a ``ReportingExporter`` that counts what went out and what was lost, and hears
+the exporter's own complaints, so a collector that is down or misconfigured is
+reported at exit, in one line, instead of passing unnoticed.
 """
 
 from __future__ import annotations
 
+import logging
 import sys
 import threading
 from collections.abc import Sequence
@@ -17,7 +19,6 @@ from typing import TextIO
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import (
-    BatchSpanProcessor,
     SimpleSpanProcessor,
     SpanExporter,
     SpanExportResult,
@@ -25,6 +26,7 @@ from opentelemetry.sdk.trace.export import (
 
 from ..config import Settings
 from .console import ConsoleTreeExporter
+from .queue import ExportQueue
 
 
 class ReportingExporter(SpanExporter):
@@ -60,16 +62,50 @@ class ReportingExporter(SpanExporter):
     def shutdown(self) -> None:
         self.inner.shutdown()
 
-    def summary(self) -> str | None:
+    def complaint(self, message: str) -> None:
+        """What the exporter logged about its last failure (see ExporterLog)."""
+        self.last_error = message
+
+    def summary(self, dropped: int = 0) -> str | None:
         """One line for stderr at exit, or None when there is nothing to say."""
-        if self.failed:
+        if self.failed or dropped:
+            lost = self.failed + dropped
+            why = self.last_error or "the export queue was full: the collector could not keep up"
             return (
-                f"otel-asyncres: {self.failed} spans could not be exported to {self.description} "
-                f"({self.exported} were): {self.last_error}"
+                f"otel-asyncres: {lost} spans could not be exported to {self.description} "
+                f"({self.exported} were): {why}"
             )
         if self.exported:
             return f"otel-asyncres: {self.exported} spans exported to {self.description}"
         return None
+
+
+class ExporterLog(logging.Handler):
+    """Hears the OTLP exporters' warnings ("Transient error ... retrying"). When
+    the program has not set up logging, they would go to its stderr, one per
+    retry: then they are kept for the summary line instead."""
+
+    LOGGER = "opentelemetry.exporter"
+
+    def __init__(self, reporters: list[ReportingExporter]) -> None:
+        super().__init__(logging.WARNING)
+        self.reporters = reporters
+        self._logger = logging.getLogger(self.LOGGER)
+        self._propagated = self._logger.propagate
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage().split("\n", 1)[0]
+        for reporter in self.reporters:
+            reporter.complaint(message)
+
+    def attach(self) -> None:
+        self._logger.addHandler(self)
+        if not logging.getLogger().handlers:
+            self._logger.propagate = False
+
+    def detach(self) -> None:
+        self._logger.removeHandler(self)
+        self._logger.propagate = self._propagated
 
 
 def otlp_exporter(settings: Settings) -> SpanExporter:
@@ -93,12 +129,27 @@ def resource_for(settings: Settings, default_service_name: str | None = None) ->
     return resource
 
 
+class Export:
+    """What a built provider exports through: reporters and their queues."""
+
+    def __init__(self) -> None:
+        self.reporters: list[ReportingExporter] = []
+        self.queues: list[ExportQueue] = []
+
+    def dropped_since_last_asked(self) -> int:
+        return sum(q.dropped_since_last_asked() for q in self.queues)
+
+    def summaries(self) -> list[str]:
+        lines = (r.summary(q.dropped) for r, q in zip(self.reporters, self.queues, strict=True))
+        return [line for line in lines if line]
+
+
 def build_tracer_provider(
     settings: Settings, default_service_name: str | None = None, console_stream: TextIO | None = None
-) -> tuple[TracerProvider, list[ReportingExporter]]:
-    """A provider exporting as configured, and the reporters to ask at exit."""
+) -> tuple[TracerProvider, Export]:
+    """A provider exporting as configured, and what to ask at exit."""
     provider = TracerProvider(resource=resource_for(settings, default_service_name), shutdown_on_exit=False)
-    reporters: list[ReportingExporter] = []
+    export = Export()
     for name in settings.exporters:
         if name == "console":
             console = ConsoleTreeExporter(stream=console_stream or sys.stderr)
@@ -107,6 +158,8 @@ def build_tracer_provider(
             reporter = ReportingExporter(
                 otlp_exporter(settings), f"{settings.endpoint} ({settings.protocol})"
             )
-            reporters.append(reporter)
-            provider.add_span_processor(BatchSpanProcessor(reporter))
-    return provider, reporters
+            queue = ExportQueue(reporter)
+            export.reporters.append(reporter)
+            export.queues.append(queue)
+            provider.add_span_processor(queue)
+    return provider, export

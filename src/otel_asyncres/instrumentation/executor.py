@@ -126,6 +126,8 @@ class ExecutorWork:
 
     def _submitted(self, cf: Any, wrapped: Any, func: Any) -> None:
         parent = self.tracker.current()
+        if parent is not None and parent.muted:
+            return
         state = TaskState(new_task_id())
         state.location = user_location()
         self._emit(

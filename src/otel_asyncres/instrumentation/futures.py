@@ -148,6 +148,9 @@ class FutureResources:
             # would show this hook: there, plain futures (adopted when awaited).
             if _active is not resources or not caller_is_user_code() or loop.get_debug():
                 return original(loop)
+            current = resources._tracker.current()
+            if current is not None and current.muted:
+                return original(loop)
             try:
                 return resources._new_future(loop)
             except Exception as exc:

@@ -107,6 +107,8 @@ class Joins:
         awaited_state = self.tracker.state_of(awaited)
         if awaited_state is None:
             return self.registry.ensure(awaited, TASK, adopted=False)
+        if awaited_state.muted:
+            return None
         return self.registry.ensure(
             awaited, TASK, awaited_state.location, adopted=False, task_id=awaited_state.id
         )

@@ -77,7 +77,7 @@ class Family:
 class ResourceState:
     """What the instrumentation knows about one live resource."""
 
-    __slots__ = ("family", "handoffs", "holders", "id", "internal", "last", "pending", "previous")
+    __slots__ = ("family", "handoffs", "holders", "id", "internal", "last", "muted", "pending", "previous")
 
     def __init__(self, rid: int, family: Family, internal: bool) -> None:
         self.id = rid
@@ -93,6 +93,8 @@ class ResourceState:
         self.handoffs = 0
         #: The creation record, held back while the object is half-built.
         self.pending: ResourceCreated | None = None
+        #: Made by a task that is not recorded: not recorded either.
+        self.muted = False
 
 
 class ResourceRegistry:
@@ -171,6 +173,9 @@ class ResourceRegistry:
         self._refs[rs.id] = weakref.ref(obj, _Gone(self, rs, key))
         if task_id is None:
             current = self.tracker.current()
+            if current is not None and current.muted:
+                rs.muted = True
+                return rs
             task_id = current.id if current is not None else None
         state = _safe_read(family, obj)
         record = ResourceCreated(
@@ -231,13 +236,13 @@ class ResourceRegistry:
     def close(self, obj: Any) -> None:
         """End a resource before its object dies (a sleep that is over)."""
         rs = self._states.pop(id(obj), None)
-        if rs is not None and self._refs.pop(rs.id, None) is not None and rs.pending is None:
+        if rs is not None and self._refs.pop(rs.id, None) is not None and rs.pending is None and not rs.muted:
             self._emit(ResourceClosed(time_ns(), rs.id))
 
     def _gone(self, rs: ResourceState, key: int) -> None:
         if self._states.get(key) is rs:
             del self._states[key]
-        if self._refs.pop(rs.id, None) is not None and rs.pending is None:
+        if self._refs.pop(rs.id, None) is not None and rs.pending is None and not rs.muted:
             self._emit(ResourceClosed(time_ns(), rs.id))
 
     # -- observation ---------------------------------------------------------------
@@ -245,8 +250,8 @@ class ResourceRegistry:
     def observe(self, obj: Any, rs: ResourceState | None = None) -> ResourceState | None:
         """Record whatever changed in the object's real state."""
         rs = rs or self.ensure(obj)
-        if rs is None:
-            return None
+        if rs is None or rs.muted:
+            return rs
         family = rs.family
         state = _safe_read(family, obj)
         if state is None:
@@ -276,6 +281,8 @@ class ResourceRegistry:
 
     def touched(self, rs: ResourceState, obj: Any, name: str, frame: FrameType) -> None:
         """A watched attribute was written by the current task (or callback)."""
+        if rs.muted:
+            return
         st = self.tracker.current()
         if rs.family.on_write is not None:
             rs.family.on_write(self, rs, obj, name, frame, st)

@@ -112,6 +112,7 @@ class TaskState:
         "marks",
         "scheduled_args",
         "running",
+        "muted",
     )
 
     def __init__(self, task_id: int) -> None:
@@ -149,6 +150,9 @@ class TaskState:
         #: The task, held from the marker before its step to the one after it
         #: (a finished task nobody holds would be freed in between).
         self.running: Any = None
+        #: Not recorded (its trace is sampled out, or it was spawned while the
+        #: exporter could not keep up): its steps are left untouched.
+        self.muted = False
 
 
 class PollMark:
@@ -283,13 +287,28 @@ class TaskTracker:
         self._classifiers: list[Classifier] = []
         #: Called as (state, task, when, outcome) when a task ends.
         self.close_listeners: list[Callable[[TaskState, Any, int, str], None]] = []
+        #: Decides whether a new trace (a task spawned outside any task or
+        #: application span) is recorded: the sampler's say, taken at spawn.
+        self.sample_root: Callable[[int, str, int], bool] | None = None
+        #: Records waiting for the sinks beyond which new tasks are not recorded.
+        self.max_pending = 250_000
+        #: Tasks not recorded because the sinks could not keep up.
+        self.shed = 0
         self.active = False
 
     # -- public to other instrumentation sources ---------------------------
 
     def current(self) -> TaskState | None:
-        """The state of the task being polled on this thread, if any."""
-        return self._tls.current
+        """The state of the task being polled on this thread, if any; a task
+        that is not recorded is polled untouched, so it is found through asyncio."""
+        st = self._tls.current
+        if st is not None:
+            return st
+        try:
+            task = asyncio.current_task()
+        except RuntimeError:
+            return None
+        return self.state_of(task) if task is not None else None
 
     def state_of(self, task: Any) -> TaskState | None:
         st = self._states.get(id(task))
@@ -338,10 +357,11 @@ class TaskTracker:
         if not self.active:
             return None
         try:
-            return self._on_schedule(loop, task, wakeup, args), task
+            st = self._on_schedule(loop, task, wakeup, args)
         except Exception as exc:
             self._recorder.count_error("call_soon", exc)
             return None
+        return None if st.muted else (st, task)
 
     def markers(self, st: TaskState, task: Any, args: tuple[Any, ...]) -> tuple[PollMark, PollMark]:
         """The two markers that bracket the step being scheduled."""
@@ -412,24 +432,13 @@ class TaskTracker:
     # -- spawn ---------------------------------------------------------------
 
     def _spawn_begin(self, coro: Any) -> TaskState:
-        parent = self._tls.current
         st = TaskState(next_task_id())
-        st.location = spawn_location(None)
-        self._emit(
-            TaskSpawned(
-                time_ns(),
-                st.id,
-                parent.id if parent is not None else None,
-                _coroutine_name(coro),
-                st.location,
-                _app_span_context(),
-                internal=_is_internal_coroutine(coro),
-            )
-        )
+        self._spawned(st, coro, self._spawner(None), spawn_location(None))
         return st
 
     def _spawn_failed(self, st: TaskState) -> None:
-        self._emit(TaskClosed(time_ns(), st.id, Outcome.LOST))
+        if not st.muted:
+            self._emit(TaskClosed(time_ns(), st.id, Outcome.LOST))
 
     def _spawn_end(self, st: TaskState, task: Any, started: int) -> None:
         if st.ref is None:
@@ -437,7 +446,7 @@ class TaskTracker:
                 self._spawn_failed(st)
                 return
             self._bind(st, task)
-        if st.init_scheduled:
+        if st.init_scheduled or st.muted:
             return
         # The first step ran inside create_task (the eager task factory).
         if st.ran_eagerly or task.done() or task._fut_waiter is not None:
@@ -454,29 +463,72 @@ class TaskTracker:
         st.key = id(task)
         self._states[st.key] = st
 
-    def _adopt(self, task: Any, wakeup: bool) -> TaskState:
+    def _adopt(self, task: Any, wakeup: bool, loop: Any) -> TaskState:
         """A task first seen at a schedule: built with ``Task()`` directly (its
         first step is being scheduled), or alive before ``instrument()``."""
         coro = task.get_coro()
         fresh = not wakeup and _not_started(coro)
-        parent = self._tls.current
         st = TaskState(next_task_id())
-        st.location = spawn_location(task.get_loop()) if fresh else None
-        self._emit(
-            TaskSpawned(
-                time_ns(),
-                st.id,
-                parent.id if parent is not None and fresh else None,
-                _coroutine_name(coro),
-                st.location,
-                _app_span_context() if fresh else None,
-                adopted=not fresh,
-                internal=_is_internal_coroutine(coro),
+        if fresh:
+            self._spawned(st, coro, self._spawner(loop), spawn_location(task.get_loop()))
+        else:
+            self._emit(
+                TaskSpawned(
+                    time_ns(),
+                    st.id,
+                    None,
+                    _coroutine_name(coro),
+                    None,
+                    None,
+                    adopted=True,
+                    internal=_is_internal_coroutine(coro),
+                )
             )
-        )
         self._bind(st, task)
         st.init_scheduled = fresh
         return st
+
+    def _spawner(self, loop: Any) -> TaskState | None:
+        """The task spawning now: the one being polled, or (not recorded, so
+        polled untouched) asyncio's current one."""
+        st = self._tls.current
+        if st is None and loop is not None:
+            current = asyncio.current_task(loop)
+            st = self.state_of(current) if current is not None else None
+        return st
+
+    def _spawned(self, st: TaskState, coro: Any, parent: TaskState | None, location: Location | None) -> None:
+        """Record a spawn, unless the task is not to be recorded: a child of an
+        unrecorded task, of a sampled-out application span, a new trace the
+        sampler drops, or a spawn while the sinks cannot keep up."""
+        st.location = location
+        app = None if parent is not None else _app_span_context()
+        name = _coroutine_name(coro)
+        now = time_ns()
+        if parent is not None:
+            st.muted = parent.muted
+        elif app is not None:
+            st.muted = not app.trace_flags.sampled  # type: ignore[attr-defined]
+        elif self.sample_root is not None:
+            st.muted = not self.sample_root(st.id, name, now)
+        if not st.muted and self._recorder.pending() > self.max_pending:
+            st.muted = True
+            self.shed += 1
+        if st.muted:
+            return
+        if parent is not None:
+            app = _app_span_context()
+        self._emit(
+            TaskSpawned(
+                now,
+                st.id,
+                parent.id if parent is not None else None,
+                name,
+                location,
+                app,
+                internal=_is_internal_coroutine(coro),
+            )
+        )
 
     # -- schedule, poll ------------------------------------------------------
 
@@ -493,9 +545,11 @@ class TaskTracker:
                     return st
                 st.ran_eagerly = True
             else:
-                st = self._adopt(task, wakeup)
+                st = self._adopt(task, wakeup, loop)
                 if st.init_scheduled:
                     return st
+        if st.muted:
+            return st
         now = time_ns()
         waker = tls.current or tls.cause
         waker_id = waker.id if waker is not None else None
@@ -649,6 +703,9 @@ class TaskTracker:
             st = ref.state
             if st.ref is not ref:
                 return  # closed already
+            if st.muted:
+                self._forget(st)
+                return
             now = time_ns()
             wait = st.wait
             if wait is not None:
