@@ -89,11 +89,12 @@ def _boolean(name: str, value: Any) -> bool:
     raise ConfigError(f"{name}={value!r} is not a boolean; use true or false")
 
 
-_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0}
+_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
 def _duration(name: str, value: Any) -> float:
-    """Seconds, from a number (milliseconds) or a number with a unit: 250us, 5ms, 2s."""
+    """Seconds, from a number (milliseconds) or a number with a unit: 250us,
+    5ms, 2s, 1m, 1h."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         seconds = float(value) / 1000.0
     else:

@@ -1,0 +1,447 @@
+"""Scale: thresholds, detail levels, windows, sampling, overload and export faults.
+
+Everything here runs real asyncio against the real SDK. Nothing asserts a
+time: thresholds are checked with work that is far shorter or far longer
+than them, windows with event budgets, and the long-lived check by looking at
+what was exported while the program was still running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased, TraceIdRatioBased
+
+import otel_asyncres
+from conftest import by_name, events, make_traced, one
+from otel_asyncres import records as r
+from otel_asyncres.bridge import semconv as sc
+from otel_asyncres.config import load_settings
+from otel_asyncres.export.queue import ExportQueue
+from otel_asyncres.export.setup import ReportingExporter
+from otel_asyncres.session import Session, activate
+from otlp_receivers import GrpcReceiver, free_port
+
+
+@pytest.fixture
+def traced_with():
+    """``traced_with(**options)``: a session with these options, closed after."""
+    handles = []
+
+    def make(**options):
+        handles.append(make_traced(**options))
+        return handles[-1]
+
+    yield make
+    otel_asyncres.uninstrument()
+
+
+def names(spans):
+    return sorted(s.name for s in spans)
+
+
+# -- thresholds ------------------------------------------------------------------------
+
+
+async def _brief():
+    return 1
+
+
+async def _long():
+    await asyncio.sleep(0.05)
+
+
+async def _failing():
+    raise ValueError("quick failure")
+
+
+def test_short_tasks_are_counted_on_their_parent_not_shown(traced_with):
+    traced = traced_with(min_task_duration="20ms", min_wait_duration="20ms")
+
+    async def main():
+        await asyncio.gather(*(asyncio.create_task(_brief(), name=f"brief-{i}") for i in range(5)))
+        await asyncio.create_task(_long(), name="long")
+        with pytest.raises(ValueError):
+            await asyncio.create_task(_failing(), name="failing")
+
+    asyncio.run(main())
+    spans = traced.spans()
+    shown = {s.name for s in spans if s.name.startswith("task ")}
+    assert "task long" in shown and "task failing" in shown  # long, or failed: shown
+    assert not any(n.startswith("task brief") for n in shown)
+    main_span = next(s for s in spans if s.name.endswith(".main"))
+    assert main_span.attributes[sc.TASK_HIDDEN_TASKS] == 5
+    # The five short joins through gather are hidden and counted too.
+    assert main_span.attributes[sc.TASK_HIDDEN_WAITS] >= 5
+
+
+def test_a_shown_task_brings_its_ancestors(traced_with):
+    traced = traced_with(min_task_duration="30ms")
+
+    async def parent():
+        # Ends at once; its child lives long: the child needs its parent's span.
+        asyncio.get_running_loop().call_later(0, lambda: None)
+        return asyncio.create_task(_long(), name="orphan-child")
+
+    async def main():
+        child = await asyncio.create_task(parent(), name="short-parent")
+        await child
+
+    asyncio.run(main())
+    spans = traced.spans()
+    child, parent_span = one(spans, "task orphan-child"), one(spans, "task short-parent")
+    assert child.parent.span_id == parent_span.context.span_id
+    # Shown as an anchor, not for its length.
+    assert (parent_span.end_time - parent_span.start_time) < 30_000_000
+
+
+def test_waits_below_the_threshold_are_counted_on_task_and_resource(traced_with):
+    traced = traced_with(min_task_duration=0, min_wait_duration="50ms")
+
+    async def holder(lock):
+        async with lock:
+            await asyncio.sleep(0)
+
+    async def main():
+        lock = asyncio.Lock()
+        async with lock:
+            waiter = asyncio.create_task(holder(lock), name="waiter")
+            await asyncio.sleep(0)
+        await waiter
+        long_wait = asyncio.Event()
+        asyncio.get_running_loop().call_later(0.08, long_wait.set)
+        await long_wait.wait()
+
+    asyncio.run(main())
+    spans = traced.spans()
+    assert not by_name(spans, "async_op Lock.acquire")  # a short wait: counted
+    assert one(spans, "task waiter").attributes[sc.TASK_HIDDEN_WAITS] == 1
+    assert one(spans, "resource asyncio.Lock").attributes[sc.RESOURCE_HIDDEN_OPS] == 1
+    assert by_name(spans, "async_op Event.wait")  # a long one: shown
+
+
+def test_a_cancelled_wait_is_shown_however_short(traced_with):
+    traced = traced_with(min_task_duration=0, min_wait_duration="1s")
+
+    async def waiter(event):
+        await event.wait()
+
+    async def main():
+        task = asyncio.create_task(waiter(asyncio.Event()), name="waiter")
+        await asyncio.sleep(0)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    asyncio.run(main())
+    op = one(traced.spans(), "async_op Event.wait")
+    assert op.attributes[sc.ASYNC_OP_OUTCOME] == "cancelled"
+
+
+def test_a_short_waker_is_shown_for_the_link(traced_with):
+    traced = traced_with(min_task_duration="1s", min_wait_duration=0)
+
+    async def setter(event):
+        event.set()
+
+    async def main():
+        event = asyncio.Event()
+        waiting = asyncio.create_task(event.wait())
+        await asyncio.sleep(0)
+        await asyncio.create_task(setter(event), name="setter")
+        await waiting
+
+    asyncio.run(main())
+    spans = traced.spans()
+    op = one(spans, "async_op Event.wait")
+    woken_by = [link for link in op.links if link.attributes[sc.LINK_RELATION] == "woken_by"]
+    assert [link.context.span_id for link in woken_by] == [one(spans, "task setter").context.span_id]
+
+
+# -- detail levels ------------------------------------------------------------------------
+
+
+def _contended_program():
+    async def holder(lock):
+        async with lock:
+            await asyncio.sleep(0.001)
+
+    async def main():
+        lock = asyncio.Lock()
+        await asyncio.gather(*(asyncio.create_task(holder(lock), name=f"h{i}") for i in range(3)))
+
+    asyncio.run(main())
+
+
+def test_detail_tasks_has_no_resources_or_ops(traced_with):
+    traced = traced_with(detail="tasks")
+    _contended_program()
+    spans = traced.spans()
+    assert spans and all(s.name.startswith("task ") for s in spans)
+
+
+def test_detail_all_adds_a_poll_span_per_task_poll(traced_with):
+    traced = traced_with(detail="all", min_task_duration="1s", min_wait_duration="1s")
+    _contended_program()
+    spans = traced.spans()
+    h0 = one(spans, "task h0")
+    polls = [s for s in spans if s.name == "poll" and s.parent.span_id == h0.context.span_id]
+    assert len(polls) == h0.attributes[sc.TASK_POLLS]
+    assert all(p.attributes[sc.TASK_ID] == h0.attributes[sc.TASK_ID] for p in polls)
+
+
+# -- windows ---------------------------------------------------------------------------------
+
+
+def test_a_long_lived_task_is_exported_in_windows_losing_no_event(traced_with):
+    traced = traced_with(window_events=10, window_duration="1h")
+
+    async def chatty():
+        for _ in range(30):
+            await asyncio.sleep(0)  # each a waker.wake event
+
+    async def main():
+        await asyncio.create_task(chatty(), name="chatty")
+
+    asyncio.run(main())
+    windows = sorted(by_name(traced.spans(), "task chatty"), key=lambda s: s.start_time)
+    assert len(windows) >= 3
+    assert [w.attributes[sc.WINDOW_INDEX] for w in windows] == list(range(len(windows)))
+    assert [w.attributes[sc.WINDOW_LAST] for w in windows] == [False] * (len(windows) - 1) + [True]
+    assert len({w.attributes[sc.TASK_ID] for w in windows}) == 1
+    for before, after in itertools.pairwise(windows):
+        (link,) = after.links
+        assert link.context.span_id == before.context.span_id
+        assert link.attributes[sc.LINK_RELATION] == "previous_window"
+        assert before.end_time == after.start_time
+    assert all(w.dropped_events == 0 and len(w.events) <= 10 for w in windows)
+    wakes = sum(len(events(w, "waker.wake")) for w in windows)
+    assert wakes == 30
+    assert windows[-1].attributes[sc.TASK_WAKES] == 30
+
+
+def test_a_long_lived_task_shows_up_while_it_runs(traced_with):
+    traced = traced_with(window_duration="50ms")
+    seen = []
+
+    async def forever(stop):
+        while not stop.is_set():
+            await asyncio.sleep(0.01)
+
+    async def main():
+        stop = asyncio.Event()
+        task = asyncio.create_task(forever(stop), name="server-loop")
+        deadline = time.monotonic() + 20  # generous: the machine is shared
+        while time.monotonic() < deadline and not seen:
+            await asyncio.sleep(0.05)
+            seen.extend(s for s in traced.exporter.get_finished_spans() if s.name == "task server-loop")
+        stop.set()
+        await task
+
+    asyncio.run(main())
+    assert seen, "no window of the running task was exported while it ran"
+    assert seen[0].attributes[sc.WINDOW_INDEX] == 0 and seen[0].attributes[sc.WINDOW_LAST] is False
+
+
+# -- sampling ----------------------------------------------------------------------------------
+
+
+def _session_with(provider, **options):
+    session = Session(load_settings({"min_task_duration": 0, "min_wait_duration": 0, **options}), provider)
+    activate(session)
+    return session
+
+
+def _tree():
+    async def leaf(lock):
+        async with lock:
+            await asyncio.sleep(0)
+
+    async def root():
+        lock = asyncio.Lock()
+        await asyncio.gather(*(asyncio.create_task(leaf(lock)) for _ in range(4)))
+
+    return root
+
+
+def test_sampled_out_traces_record_nothing():
+    provider = TracerProvider(sampler=ALWAYS_OFF)
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    session = _session_with(provider)
+    try:
+        asyncio.run(_tree()())
+        session.recorder.flush()
+        pending_records = session.recorder.pending()
+    finally:
+        otel_asyncres.uninstrument()
+    assert exporter.get_finished_spans() == ()
+    assert pending_records == 0
+    assert session.instrumentation.tasks.live_tasks() == 0
+
+
+def test_ratio_sampling_keeps_whole_traces():
+    provider = TracerProvider(sampler=TraceIdRatioBased(0.5))
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    _session_with(provider)
+    try:
+        for _ in range(20):
+            asyncio.run(_tree()())
+    finally:
+        otel_asyncres.uninstrument()
+    spans = exporter.get_finished_spans()
+    traces = {s.context.trace_id for s in spans}
+    assert 0 < len(traces) < 20  # some traces kept, some dropped
+    for trace_id in traces:  # and each kept trace is whole: a root, four leaves
+        members = [s for s in spans if s.context.trace_id == trace_id]
+        tasks = [s for s in members if s.name.startswith("task ")]
+        assert len(tasks) == 5, names(members)
+
+
+def test_children_of_a_sampled_out_application_span_are_not_recorded():
+    provider = TracerProvider(sampler=ParentBased(ALWAYS_OFF))
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    session = _session_with(provider)
+    tracer = trace.get_tracer("app", tracer_provider=provider)
+
+    async def main():
+        with tracer.start_as_current_span("request"):
+            await asyncio.create_task(_tree()())
+
+    try:
+        asyncio.run(main())
+        session.recorder.flush()
+    finally:
+        otel_asyncres.uninstrument()
+    assert exporter.get_finished_spans() == ()
+
+
+# -- overload -------------------------------------------------------------------------------------
+
+
+def test_tasks_spawned_while_the_recorder_is_behind_are_shed_and_counted():
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    session = _session_with(provider)
+    session.instrumentation.tasks.max_pending = 50  # the recorder's thread drains every 200 ms
+
+    async def main():
+        await asyncio.gather(*(asyncio.create_task(_brief()) for _ in range(500)))
+
+    try:
+        assert asyncio.run(main()) is None
+        shed = session.instrumentation.tasks.shed
+    finally:
+        otel_asyncres.uninstrument()
+    assert 0 < shed < 500
+    recorded = [s for s in exporter.get_finished_spans() if s.name.endswith("_brief")]
+    # Every brief task was either recorded or shed (asyncio.run's own
+    # housekeeping tasks, spawned while behind too, may be shed as well).
+    assert 500 <= len(recorded) + shed <= 502
+
+
+# -- export faults ------------------------------------------------------------------------------------
+
+
+class _Failing:
+    """An exporter that answers failure, counting calls."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def export(self, spans):
+        from opentelemetry.sdk.trace.export import SpanExportResult
+
+        self.calls += 1
+        return SpanExportResult.FAILURE
+
+    def force_flush(self, timeout_millis=30000):
+        return True
+
+    def shutdown(self):
+        pass
+
+
+def test_export_queue_bounded_and_drops_counted():
+    reporter = ReportingExporter(_Failing(), "nowhere")
+    queue = ExportQueue(reporter, max_queue=10, batch=1000, delay=3600)
+    provider = TracerProvider()
+    provider.add_span_processor(queue)
+    tracer = provider.get_tracer("t")
+    for i in range(25):
+        tracer.start_span(f"s{i}").end()
+    assert queue.dropped == 15  # full queue: counted, never blocking
+    assert queue.dropped_since_last_asked() == 15 and queue.dropped_since_last_asked() == 0
+    queue.shutdown()
+    assert reporter.failed == 10
+    line = reporter.summary(queue.dropped)
+    assert line is not None and "25 spans could not be exported to nowhere" in line
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+def test_collector_down_costs_the_program_nothing_but_a_report(protocol, capsys):
+    settings = load_settings(
+        {"exporter": "otlp", "endpoint": f"http://127.0.0.1:{free_port()}", "protocol": protocol},
+        environ={"OTEL_EXPORTER_OTLP_TIMEOUT": "1"},
+    )
+    session = Session(settings)
+    activate(session)
+
+    async def main():
+        await asyncio.gather(*(asyncio.create_task(_long(), name=f"t{i}") for i in range(3)))
+        return "done"
+
+    try:
+        assert asyncio.run(main()) == "done"
+    finally:
+        otel_asyncres.uninstrument()
+    err = capsys.readouterr().err
+    assert "spans could not be exported to" in err
+    assert "Transient error" not in err and "Traceback" not in err  # one line, not the exporter's noise
+
+
+def test_collector_refusing_then_accepting():
+    with GrpcReceiver() as receiver:
+        from grpc import StatusCode
+
+        receiver.fail_with = StatusCode.UNAVAILABLE
+        settings = load_settings(
+            {"exporter": "otlp", "endpoint": receiver.endpoint, "protocol": "grpc", "min_task_duration": 0},
+            environ={"OTEL_EXPORTER_OTLP_TIMEOUT": "1"},
+        )
+        session = Session(settings)
+        activate(session)
+        try:
+            asyncio.run(_tree()())
+            session.flush(3000)
+            receiver.fail_with = None
+            asyncio.run(_tree()())
+        finally:
+            otel_asyncres.uninstrument()
+        assert receiver.rejected > 0
+        assert receiver.span_count() > 0
+    reporter = session.export.reporters[0]
+    assert reporter.failed > 0 and reporter.exported > 0
+
+
+def test_records_are_consumed_by_the_bridge_in_order(traced_with):
+    """The recorder hands records over in emission order (the bridge relies on it)."""
+    traced = traced_with()
+    asyncio.run(_tree()())
+    recs = traced.records()
+    spawned = {x.task_id for x in recs if isinstance(x, r.TaskSpawned)}
+    first_seen = {}
+    for i, x in enumerate(recs):
+        task_id = getattr(x, "task_id", None)
+        if task_id in spawned and task_id not in first_seen:
+            first_seen[task_id] = (i, type(x).__name__)
+    assert all(kind == "TaskSpawned" for _, kind in first_seen.values())
