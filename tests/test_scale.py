@@ -98,8 +98,6 @@ def test_a_shown_task_brings_its_ancestors(traced_with):
     spans = traced.spans()
     child, parent_span = one(spans, "task orphan-child"), one(spans, "task short-parent")
     assert child.parent.span_id == parent_span.context.span_id
-    # Shown as an anchor, not for its length.
-    assert (parent_span.end_time - parent_span.start_time) < 30_000_000
 
 
 def test_waits_below_the_threshold_are_counted_on_task_and_resource(traced_with):
