@@ -202,7 +202,7 @@ def run_instrumented(kind: str, main: Callable[[], Coroutine[Any, Any, list[Any]
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    otel_asyncres.instrument(tracer_provider=provider)
+    otel_asyncres.instrument(tracer_provider=provider, min_task_duration=0, min_wait_duration=0)
     try:
         result: list[Any] = run_with(kind, main)
         session = current_session()

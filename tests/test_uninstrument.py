@@ -309,9 +309,12 @@ def assert_no_internal_errors() -> None:
 
 
 @pytest.fixture
-def clean() -> Iterator[None]:
-    """No session before; none left behind, whatever the test does."""
+def clean(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No session before; none left behind, whatever the test does. Every
+    task is shown, however short (the tests count spans)."""
     assert current_session() is None, "a previous test left asyncio instrumented"
+    monkeypatch.setenv("OTEL_ASYNCRES_MIN_TASK_DURATION", "0")
+    monkeypatch.setenv("OTEL_ASYNCRES_MIN_WAIT_DURATION", "0")
     try:
         yield
     finally:

@@ -23,7 +23,7 @@ from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.trace import Link, Span
+from opentelemetry.trace import Link, NonRecordingSpan, Span
 
 from . import semconv as sc
 
@@ -181,9 +181,14 @@ class SpanEntity:
         link = Link(previous.get_span_context(), {sc.LINK_RELATION: sc.LINK_PREVIOUS_WINDOW})
         self._open(tracer, ts, [link])
 
+    def forget_events(self) -> None:
+        """Drop what was kept for a span that was not made (an entity ended
+        hidden is kept a while, for late links, but not its events)."""
+        self._events = []
+
     def due(self, now: int, windows: Windows) -> bool:
         """Whether the current window has lasted long enough to end."""
-        return self.span is not None and now - self.window_start >= windows.duration_ns
+        return self.span is not None and not self.ended and now - self.window_start >= windows.duration_ns
 
     def end(self, ts: int, attributes: dict[str, Any] | None = None) -> None:
         """End the span (if it is one) with its final attributes."""
@@ -195,3 +200,10 @@ class SpanEntity:
         if self.window:
             self.span.set_attributes({sc.WINDOW_INDEX: self.window, sc.WINDOW_LAST: True})
         self.span.end(end_time=max(ts, self.window_start))
+        # Ended entities are kept a while for links made late; all they need
+        # then is the span context, not the span with its events and links.
+        self.span = NonRecordingSpan(self.span.get_span_context())
+        self.context = trace.set_span_in_context(self.span, Context())
+        self.parent = self.parent_context = None
+        self._links = []
+        self._events = []

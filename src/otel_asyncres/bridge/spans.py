@@ -48,7 +48,7 @@ _DEFAULT_TASK_NAME = re.compile(r"(Task-\d+|None)\Z")
 
 #: How many ended tasks are kept for links made after they ended (a scope
 #: woken by a task that has finished since, shown retroactively if need be).
-_RECENT_KEPT = 4096
+RECENT_TASKS_KEPT = 1024
 
 DETAILS = ("tasks", "resources", "all")
 
@@ -546,10 +546,13 @@ class SpanBridge:
             if dropped:
                 task.end_attributes[sc.DROPPED_SPANS] = dropped
             entity.end(rec.ts, task.end_attributes)
-        elif task.parent is not None:
-            task.parent.hidden_tasks += 1
+        else:
+            entity.forget_events()
+            if task.parent is not None:
+                task.parent.hidden_tasks += 1
+        task.parent = None  # ended: it no longer needs its ancestors alive
         self._recent[rec.task_id] = task
-        if len(self._recent) > _RECENT_KEPT:
+        if len(self._recent) > RECENT_TASKS_KEPT:
             self._recent.popitem(last=False)
 
     # -- resources -----------------------------------------------------------------
