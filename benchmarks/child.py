@@ -89,6 +89,7 @@ def run_workload(spec: dict[str, Any]) -> dict[str, Any]:
     for _ in range(int(spec.get("runs", 1))):
         gc.collect()
         before = setup.counts()
+        shed_before = setup.shed()
         resettable = _reset_peak_rss()
         rss_before = _rss_mb()
         if profiler is not None:
@@ -114,6 +115,7 @@ def run_workload(spec: dict[str, Any]) -> dict[str, Any]:
                 "export_seconds": after["export_seconds"] - before["export_seconds"],
                 "rss_before_mb": rss_before,
                 "rss_peak_mb": _peak_rss_mb(resettable),
+                "shed_tasks": setup.shed() - shed_before,
             }
         )
     errors = setup.internal_errors()

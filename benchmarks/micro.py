@@ -33,6 +33,9 @@ class _KeepRecords:
     def consume(self, records: Sequence[Any]) -> None:
         self.records.extend(records)
 
+    def tick(self, now: int) -> None:
+        pass
+
     def flush(self, final: bool = False) -> None:
         pass
 
@@ -77,7 +80,13 @@ def bridge_split(spec: dict[str, Any]) -> dict[str, Any]:
             self.ended += 1
 
     records = record(spec["workload"], float(spec.get("scale", 1.0)))
-    options = BridgeOptions()
+    try:  # the options instrument() uses by default
+        from otel_asyncres.config import load_settings
+        from otel_asyncres.session import bridge_options
+
+        options = bridge_options(load_settings({}, environ={}))
+    except ImportError:  # older versions
+        options = BridgeOptions()
 
     def through_bridge(tracer: Any) -> tuple[float, int]:
         bridge = SpanBridge(tracer, options)

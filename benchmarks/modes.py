@@ -67,10 +67,17 @@ MODES: dict[str, Mode] = {
         ),
         Mode(
             "detailed",
-            "as export, with every option that adds detail on (op_poll_spans=True)",
+            "as export, with every option that adds detail on (detail=all, no thresholds, "
+            "op_poll_spans, internal)",
             "otel_asyncres",
             exporter="otlp",
-            options={"op_poll_spans": True},
+            options={
+                "detail": "all",
+                "min_task_duration": 0,
+                "min_wait_duration": 0,
+                "op_poll_spans": True,
+                "internal": True,
+            },
         ),
         Mode(
             "otel-asyncio",
@@ -232,6 +239,19 @@ class Setup:
             return errors
         except Exception as exc:  # internal API: report, don't fail the benchmark
             return {f"unreadable ({type(exc).__name__})": 1}
+
+    def shed(self) -> int:
+        """Tasks otel_asyncres did not record because the recorder was behind."""
+        if self.mode.instrumentation != "otel_asyncres":
+            return 0
+        try:
+            from otel_asyncres.session import current_session
+
+            session = current_session()
+            tasks = getattr(getattr(session, "instrumentation", None), "tasks", None)
+            return int(getattr(tasks, "shed", 0) or 0)
+        except Exception:
+            return 0
 
     def close(self) -> None:
         if self.mode.instrumentation == "otel_asyncres":

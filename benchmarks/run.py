@@ -223,6 +223,7 @@ def summarize(results: dict[str, dict[str, Any]], modes: Sequence[str]) -> dict[
                 row["spans_per_s"] = exported / wall if exported and wall > 0 else None
                 row["dropped"] = sum(max(s["spans"] - s["exported"] - s["failed"], 0) for s in samples)
                 row["failed"] = sum(s["failed"] for s in samples)
+                row["shed"] = _median([s.get("shed_tasks", 0) for s in samples])
                 row["growth_mb"] = _median([max(s["rss_peak_mb"] - s["rss_before_mb"], 0.0) for s in samples])
                 row["peak_mb"] = _median([s["rss_peak_mb"] for s in samples])
                 if plain_samples:
@@ -238,7 +239,7 @@ def summarize(results: dict[str, dict[str, Any]], modes: Sequence[str]) -> dict[
                     )
                     row["plain_growth_mb"] = base_growth
                     base_cpu = _median([p["cpu"] for p in plain_samples])
-                    if spans:
+                    if spans >= 1000:  # fewer: the figure is noise
                         row["cpu_us_per_span"] = (row["cpu"] - base_cpu) / spans * 1e6
             rows[mode] = row
         summary[workload] = rows
@@ -312,6 +313,8 @@ def results_table(summary: dict[str, dict[str, Any]], modes: Sequence[str]) -> l
             spans = _count(row.get("spans"))
             if row.get("dropped"):
                 spans += f" ({_count(row['dropped'])} dropped)"
+            if row.get("shed"):
+                spans += f" ({_count(row['shed'])} tasks shed)"
             rate = row.get("spans_per_s")
             rows.append(
                 [
@@ -664,6 +667,9 @@ def run_suite(args: argparse.Namespace) -> dict[str, Any]:
                         problems.append(f"{where}: {ended - exported - failed} of {ended} spans dropped")
                     if failed:
                         problems.append(f"{where}: {failed} spans failed to export")
+                    shed = sum(s.get("shed_tasks", 0) for s in samples)
+                    if shed:
+                        problems.append(f"{where}: otel_asyncres shed {shed} tasks (recorder behind)")
                     if receiver and MODES[m].needs_receiver:
                         received = receiver.count() - received_before
                         sent = res.data.get("exported_total", exported)
