@@ -437,12 +437,25 @@ SLEEPER = """\
 """
 
 
+def _default_sigint() -> None:
+    """In the child: SIGINT as a terminal delivers it. A shell running the tests
+    in the background without job control ignores SIGINT, and Python keeps
+    ignoring what it inherited as ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def run_until_signalled(
     argv: list[str], signum: int, env: dict[str, str]
 ) -> subprocess.CompletedProcess[str]:
     """Start the program, wait for its "ready", send ``signum``, collect."""
     proc = subprocess.Popen(
-        argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        argv,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_default_sigint,
     )
     try:
         assert proc.stdout is not None

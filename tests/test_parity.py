@@ -92,6 +92,9 @@ def environment(variant: str) -> dict[str, str]:
     env["PARITY_LOOP"] = variant
     env["PYTHONHASHSEED"] = "0"
     env.pop("PYTHONWARNINGS", None)
+    # Every task and wait shown, however short (the default 1 ms threshold
+    # would leave a fast program with nothing to show).
+    env["OTEL_ASYNCRES_MIN_TASK_DURATION"] = env["OTEL_ASYNCRES_MIN_WAIT_DURATION"] = "0"
     return env
 
 
