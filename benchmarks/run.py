@@ -344,6 +344,14 @@ def render(rows: list[list[str]], markdown: bool) -> str:
     return "\n".join(out)
 
 
+def _verdict(wall_ok: bool, cpu_ok: bool) -> str:
+    if wall_ok and cpu_ok:
+        return "yes"
+    if wall_ok or cpu_ok:
+        return "wall only" if wall_ok else "CPU only"
+    return "no"
+
+
 def targets_table(
     summary: dict[str, dict[str, Any]], micro: dict[str, Any]
 ) -> tuple[list[list[str]], list[str]]:
@@ -362,7 +370,7 @@ def targets_table(
                     f"{mode} <= {limit}x",
                     workload,
                     f"{ratio:.2f}x / {cpu:.2f}x" if cpu is not None else f"{ratio:.2f}x",
-                    "yes" if ratio <= limit else "no",
+                    _verdict(ratio <= limit, cpu is None or cpu <= limit),
                 ]
             )
     for split in micro.get("bridge_split", []):
@@ -706,7 +714,9 @@ def assemble(
 ) -> dict[str, Any]:
     return {
         "meta": {
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "date": datetime.datetime.fromtimestamp(started, datetime.timezone.utc).isoformat(
+                timespec="seconds"
+            ),
             "command": "python -m benchmarks " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
             "machine_before": load_before,
             "machine_after": machine_line(),
@@ -774,7 +784,8 @@ def report(data: dict[str, Any], markdown: bool) -> str:
     meta = data["meta"]
     out: list[str] = []
     heading = "### " if markdown else ""
-    out.append(f"{meta['date']}: `{meta['command']}`" if markdown else f"{meta['date']}: {meta['command']}")
+    command = f"`{meta['command']}`" if markdown else meta["command"]
+    out.append(f"Run started {meta['date']}: {command}")
     out.append("")
     out.append(
         f"Machine: {meta['machine_before']} at the start, {meta['machine_after'].split('load average ')[-1]} "
@@ -811,7 +822,7 @@ def report(data: dict[str, Any], markdown: bool) -> str:
         out.append("")
     rows, notes = targets_table(data["summary"], data["micro"])
     if len(rows) > 1:
-        out.append(f"{heading}Targets (median wall-time ratio)")
+        out.append(f"{heading}Targets (median wall-time and CPU-time ratios)")
         out.append("")
         out.append(render(rows, markdown))
         out.append("")
