@@ -86,9 +86,9 @@ class _Discard:
 
 
 def make_traced(**options: Any) -> Traced:
-    """Everything shown unless a test says otherwise: the mapping tests check
-    every span; the thresholds have tests of their own."""
-    options = {"min_task_duration": 0, "min_wait_duration": 0, **options}
+    """Everything shown unless a test says otherwise (poll spans included):
+    the mapping tests check every span; the defaults have tests of their own."""
+    options = {"min_task_duration": 0, "min_wait_duration": 0, "op_poll_spans": True, **options}
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))

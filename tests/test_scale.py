@@ -162,6 +162,87 @@ def test_a_short_waker_is_shown_for_the_link(traced_with):
     assert [link.context.span_id for link in woken_by] == [one(spans, "task setter").context.span_id]
 
 
+def test_trivial_tasks_queued_long_are_counted_with_their_joins(traced_with):
+    """Tasks that do next to nothing but wait long to be run, and tasks that
+    wait long only for them, are not worth a span: only the root is shown."""
+    traced = traced_with(min_task_duration="150ms", min_wait_duration="150ms", op_poll_spans=None)
+
+    async def nothing():
+        return None
+
+    async def gatherer():
+        await asyncio.gather(*(nothing() for _ in range(50)))
+
+    async def main():
+        gatherers = [asyncio.create_task(gatherer()) for _ in range(2)]
+        await asyncio.sleep(0)  # they spawn their children and wait for them
+        time.sleep(0.3)  # the loop is blocked: all of them wait to be run
+        await asyncio.gather(*gatherers)
+
+    asyncio.run(main())
+    spans = traced.spans()
+    (main_span,) = spans
+    assert main_span.name.endswith(".main")
+    assert main_span.attributes[sc.TASK_HIDDEN_TASKS] == 2  # its children; theirs are on them
+    assert main_span.attributes[sc.TASK_HIDDEN_WAITS] == 2
+    assert float(main_span.attributes[sc.TASK_BUSY]) >= 0.3
+
+
+def test_waits_for_tasks_worth_a_span_are_shown(traced_with):
+    traced = traced_with(min_task_duration="1ms", min_wait_duration="1ms", op_poll_spans=None)
+
+    async def sleeper():
+        await asyncio.sleep(0.01)
+
+    async def main():
+        await asyncio.gather(*(asyncio.create_task(sleeper(), name=f"s{i}") for i in range(3)))
+
+    asyncio.run(main())
+    spans = traced.spans()
+    sleepers = [one(spans, f"task s{i}") for i in range(3)]
+    joins = by_name(spans, "async_op Task.__await__")
+    assert len(joins) == 3
+    woken_by = {
+        link.context.span_id
+        for op in joins
+        for link in op.links
+        if link.attributes[sc.LINK_RELATION] == "woken_by"
+    }
+    assert woken_by == {s.context.span_id for s in sleepers}
+    assert len(by_name(spans, "resource asyncio.Task")) == 3
+    # Each op records its polls as poll_op events; poll spans only with detail=all.
+    assert not by_name(spans, "poll")
+    assert all([e.attributes["is_ready"] for e in events(op, "poll_op")] == [False, True] for op in joins)
+
+
+def test_a_hidden_task_linked_after_it_ended_is_shown_ended(traced_with):
+    """A link made to a task already ended hidden makes it a span, ended as
+    it ended, with its statistics."""
+    traced = traced_with(min_task_duration="1h", min_wait_duration=0)
+
+    async def setter(event):
+        event.set()
+
+    async def main():
+        event = asyncio.Event()
+        setting = asyncio.create_task(setter(event), name="setter")
+        await asyncio.sleep(0)  # the setter ends first...
+        await setting
+        await event.wait()  # ...nothing to wait for here
+
+        waiting = asyncio.create_task(event.wait(), name="waiting")
+        event.clear()
+        await asyncio.sleep(0)
+        await asyncio.create_task(setter(event), name="late-setter")
+        await waiting
+
+    asyncio.run(main())
+    spans = traced.spans()
+    late = one(spans, "task late-setter")
+    assert late.end_time is not None and late.attributes[sc.TASK_OUTCOME] == "ok"
+    assert late.attributes[sc.TASK_POLLS] == 1
+
+
 # -- detail levels ------------------------------------------------------------------------
 
 

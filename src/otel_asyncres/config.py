@@ -40,7 +40,8 @@ class Settings:
     protocol: str = "grpc"
     service_name: str | None = None
     op_parent: str = "task"
-    op_poll_spans: bool = True
+    #: None: as the detail level says (poll spans are part of ``all``).
+    op_poll_spans: bool | None = None
     futures: str = "adopt"
     detail: str = "resources"
     min_task_duration: float = 0.001
@@ -122,7 +123,7 @@ def _event_budget(name: str, value: Any) -> int:
 
 OPTIONS = (
     Option("op_parent", _choice_of(*OP_PARENTS), "parent of an async-op span: task or resource"),
-    Option("op_poll_spans", _boolean, "a poll span per poll of an async op: true or false"),
+    Option("op_poll_spans", _boolean, "a poll span per poll of an async op (default: with detail=all)"),
     Option("futures", _choice_of(*FUTURE_MODES), "how futures are followed: adopt or subclass"),
     Option("detail", _choice_of(*DETAILS), "what gets spans: tasks, resources or all"),
     Option("min_task_duration", _duration, "tasks (and resources) shorter than this are only counted"),

@@ -43,6 +43,7 @@ class SpanEntity:
 
     __slots__ = (
         "_attributes",
+        "_ending",
         "_events",
         "_links",
         "_name",
@@ -85,6 +86,8 @@ class SpanEntity:
         self.event_count = 0
         self.muted = False
         self.ended = False
+        #: How it ended while not a span: its span, if made later, ends so.
+        self._ending: tuple[int, dict[str, Any] | None] | None = None
 
     @property
     def shown(self) -> bool:
@@ -145,6 +148,9 @@ class SpanEntity:
             events, self._events = self._events, []
             for name, attributes, ts in events:
                 self.add_event(name, attributes, ts, tracer, windows)
+            if self._ending is not None:  # made a span after it ended
+                (ts, attributes), self._ending = self._ending, None
+                self.end(ts, attributes)
         return self.context
 
     def adopt(self, span: Span) -> None:
@@ -191,9 +197,11 @@ class SpanEntity:
         return self.span is not None and not self.ended and now - self.window_start >= windows.duration_ns
 
     def end(self, ts: int, attributes: dict[str, Any] | None = None) -> None:
-        """End the span (if it is one) with its final attributes."""
+        """End the span with its final attributes; if it is not one, remember
+        how it ended, for a span made later (a late link to it)."""
         self.ended = True
         if self.span is None:
+            self._ending = (ts, attributes)
             return
         if attributes:
             self.span.set_attributes(attributes)

@@ -46,6 +46,14 @@ from .entities import SpanEntity, Windows
 #: span is then named after the coroutine; the attribute keeps the real name.
 _DEFAULT_TASK_NAME = re.compile(r"(Task-\d+|None)\Z")
 
+#: The resource a task is to the tasks that await it (instrumentation.joins).
+_TASK_RESOURCE = "asyncio.Task"
+
+#: Entities still open are shown once they have lived this long (or their
+#: threshold, if longer), so that long-lived ones reach a backend while they
+#: live; at exit, whatever is open and past its threshold is shown.
+LIVE_SHOWN_AFTER_NS = 1_000_000_000
+
 #: How many ended tasks are kept for links made after they ended (a scope
 #: woken by a task that has finished since, shown retroactively if need be).
 RECENT_TASKS_KEPT = 1024
@@ -60,8 +68,9 @@ class BridgeOptions:
     #: The parent of an async op span: "task" (the awaiting task, so that a
     #: request's trace shows what it waited on) or "resource" (as in Tokio).
     op_parent: str = "task"
-    #: A ``poll`` span per poll of an async op.
-    op_poll_spans: bool = True
+    #: A ``poll`` span per poll of an async op; None: only with detail "all"
+    #: (each poll is a ``poll_op`` event on the op's span in any case).
+    op_poll_spans: bool | None = None
     #: Spans for asyncio's own housekeeping tasks; without them such a task is
     #: transparent: what it spawns is parented to its parent.
     internal_tasks: bool = False
@@ -116,18 +125,21 @@ class _Task:
         "busy",
         "clones",
         "drops",
-        "end_attributes",
-        "ended_at",
         "entity",
         "error",
         "hidden_tasks",
         "hidden_waits",
+        "join_idle",
+        "join_since",
+        "joined_by",
+        "joins_open",
         "parent",
         "poll_started",
         "polls",
         "scheduled",
         "self_wakes",
         "spawned",
+        "waits_open",
         "wakes",
         "woken_at",
     )
@@ -153,8 +165,25 @@ class _Task:
         self.poll_started: int | None = None
         #: The spawn counts as the wake that schedules the first poll.
         self.woken_at: int | None = spawned
-        self.ended_at: int | None = None
-        self.end_attributes: dict[str, Any] = {}
+        #: Open ops of this task waiting for other tasks, and the others.
+        self.joins_open = 0
+        self.waits_open = 0
+        #: Time parked on nothing but other tasks (since when, if parked now):
+        #: waiting for children is only worth a span if the children are.
+        self.join_idle = 0
+        self.join_since: int | None = None
+        #: Ops waiting for this task, ended before it: decided when it ends.
+        self.joined_by: list[tuple[_Op, int, str | None, r.ErrorInfo | None]] = []
+
+    def active(self, now: int) -> int:
+        """Its life so far but for the time it waited to be run and the time
+        it waited for other tasks only: what makes a task worth a span."""
+        active = now - self.spawned - self.scheduled - self.join_idle
+        if self.woken_at is not None and self.poll_started is None:
+            active -= max(now - self.woken_at, 0)  # waiting to be run now
+        if self.join_since is not None:
+            active -= max(now - self.join_since, 0)
+        return active
 
     def statistics(self, end: int) -> dict[str, Any]:
         lifetime = max(end - self.spawned, 0)
@@ -176,13 +205,18 @@ class _Task:
 
 
 class _Resource:
-    __slots__ = ("created", "entity", "hidden_ops", "state")
+    __slots__ = ("awaited", "created", "entity", "hidden_ops", "state")
 
-    def __init__(self, entity: SpanEntity, created: int, state: dict[str, StateValue]) -> None:
+    def __init__(
+        self, entity: SpanEntity, created: int, state: dict[str, StateValue], awaited: int | None
+    ) -> None:
         self.entity = entity
         self.created = created
         self.state = dict(state)
         self.hidden_ops = 0
+        #: For a task awaited by others: its id. Such a resource is shown only
+        #: with an op on it: its life is the task's, already a span of its own.
+        self.awaited = awaited
 
     def final_state(self) -> dict[str, Any]:
         attrs: dict[str, Any] = {sc.RESOURCE_STATE_PREFIX + k: v for k, v in self.state.items()}
@@ -200,7 +234,7 @@ class _Op:
         "poll_count",
         "poll_start",
         "polls",
-        "resource_id",
+        "resource",
         "task_id",
         "wakers",
     )
@@ -211,7 +245,7 @@ class _Op:
         entity: SpanEntity,
         created: int,
         task_id: int | None,
-        resource_id: int,
+        resource: _Resource | None,
         code: dict[str, Any],
     ) -> None:
         self.op_id = op_id
@@ -219,7 +253,8 @@ class _Op:
         self.created = created
         self.poll_count = 0
         self.task_id = task_id
-        self.resource_id = resource_id
+        #: Kept with the op: a task's resource ends before the gather op on it.
+        self.resource = resource
         self.code = code
         #: (start, end, is_ready) of each poll, made into spans when shown.
         self.polls: list[tuple[int, int, bool]] = []
@@ -246,6 +281,7 @@ class SpanBridge:
         self._min_task = 0 if self._everything else options.min_task_ns
         self._min_wait = 0 if self._everything else options.min_wait_ns
         self._resources_too = options.detail != "tasks"
+        self._op_polls = self._everything if options.op_poll_spans is None else options.op_poll_spans
         self._tasks: dict[int, _Task] = {}
         self._resources: dict[int, _Resource] = {}
         self._ops: dict[int, _Op] = {}
@@ -315,15 +351,20 @@ class SpanBridge:
     def _show(self, entity: SpanEntity) -> Context | None:
         return entity.materialize(self._tracer, self._windows)
 
-    def _show_long_lived(self, now: int) -> None:
+    def _show_long_lived(self, now: int, at_exit: bool = False) -> None:
+        """Show the open entities that have lived long enough: while the
+        program runs, LIVE_SHOWN_AFTER_NS (or their threshold); at exit, their
+        threshold."""
+        live = 0 if at_exit else LIVE_SHOWN_AFTER_NS
+        min_task, min_wait = max(self._min_task, live), max(self._min_wait, live)
         for task in self._tasks.values():
-            if task.entity is not None and not task.entity.shown and now - task.spawned >= self._min_task:
+            if task.entity is not None and not task.entity.shown and task.active(now) >= min_task:
                 self._show(task.entity)
         for res in self._resources.values():
-            if not res.entity.shown and now - res.created >= self._min_task:
+            if not res.entity.shown and res.awaited is None and now - res.created >= min_task:
                 self._show(res.entity)
         for op in self._ops.values():
-            if not op.entity.shown and now - op.created >= self._min_wait:
+            if not op.entity.shown and now - op.created >= min_wait and self._awaits_shown_or_none(op):
                 self._show_op(op)
 
     def _roll_due_windows(self, now: int) -> None:
@@ -338,13 +379,14 @@ class SpanBridge:
     def _end_unfinished(self, now: int) -> None:
         """Spans reach a backend only when they end: at exit, end what is still
         open, marked unfinished, rather than lose it."""
-        self._show_long_lived(now)
+        self._show_long_lived(now, at_exit=True)
         for op_id in list(self._ops):
             self._end_op(op_id, now, None, unfinished=True)
         for task_id, task in list(self._tasks.items()):
             del self._tasks[task_id]
             if task.entity is not None:
                 task.entity.end(now, {**task.statistics(now), sc.UNFINISHED: True})
+            self._settle_joins(task)
         for rid in list(self._resources):
             self._end_resource(rid, now, unfinished=True)
 
@@ -404,10 +446,7 @@ class SpanBridge:
         entity = task.entity
         if entity is None:
             return None
-        if not entity.shown:
-            self._show(entity)
-            if task.ended_at is not None:  # ended since: it ends right away
-                entity.end(task.ended_at, task.end_attributes)
+        self._show(entity)
         return entity.span.get_span_context() if entity.span is not None else None
 
     def _task_context_by_id(self, task_id: int) -> SpanContext | None:
@@ -437,6 +476,9 @@ class SpanBridge:
             task.drops += 1  # the wake consumed the registration
         if task.woken_at is None:
             task.woken_at = rec.ts
+        if task.join_since is not None:
+            task.join_idle += max(rec.ts - task.join_since, 0)
+            task.join_since = None
         if task.entity is not None:
             attrs: dict[str, Any] = {sc.TASK_ID: rec.task_id, sc.WAKE_CAUSE: rec.cause, sc.WAKE_SELF: is_self}
             if rec.waker_id is not None:
@@ -502,6 +544,8 @@ class SpanBridge:
         if task is None:
             return
         task.clones += 1
+        if task.joins_open and not task.waits_open:
+            task.join_since = rec.ts
         if task.entity is None:
             return
         attrs: dict[str, Any] = {sc.TASK_ID: rec.task_id}
@@ -534,26 +578,43 @@ class SpanBridge:
         if task.poll_started is not None:  # closed from inside a poll
             task.busy += max(rec.ts - task.poll_started, 0)
         entity = task.entity
+        if entity is not None:
+            attributes = {**task.statistics(rec.ts), sc.TASK_OUTCOME: rec.outcome}
+            if self._task_worth_showing(task, rec.ts, rec.outcome):
+                self._show(entity)
+                _record_error(entity, rec.error, rec.ts, self._tracer, self._windows)
+                dropped = self.dropped_spans()
+                if dropped:
+                    attributes[sc.DROPPED_SPANS] = dropped
+            else:
+                entity.forget_events()
+                if task.parent is not None:
+                    task.parent.hidden_tasks += 1
+            entity.end(rec.ts, attributes)
+            task.parent = None  # ended: it no longer needs its ancestors alive
+            self._recent[rec.task_id] = task
+            if len(self._recent) > RECENT_TASKS_KEPT:
+                self._recent.popitem(last=False)
+        self._settle_joins(task)
+
+    def _task_worth_showing(self, task: _Task, ts: int, outcome: str) -> bool:
+        """Shown already (something under it is), failed, a trace's root, or
+        active long enough: its life less the time it waited to be run or
+        waited for other tasks only."""
+        entity = task.entity
         if entity is None:
-            return
-        task.ended_at = rec.ts
-        task.end_attributes = {**task.statistics(rec.ts), sc.TASK_OUTCOME: rec.outcome}
-        failed = rec.outcome in (Outcome.ERROR, Outcome.LOST)
-        if entity.shown or failed or rec.ts - task.spawned >= self._min_task:
-            self._show(entity)
-            _record_error(entity, rec.error, rec.ts, self._tracer, self._windows)
-            dropped = self.dropped_spans()
-            if dropped:
-                task.end_attributes[sc.DROPPED_SPANS] = dropped
-            entity.end(rec.ts, task.end_attributes)
-        else:
-            entity.forget_events()
-            if task.parent is not None:
-                task.parent.hidden_tasks += 1
-        task.parent = None  # ended: it no longer needs its ancestors alive
-        self._recent[rec.task_id] = task
-        if len(self._recent) > RECENT_TASKS_KEPT:
-            self._recent.popitem(last=False)
+            return False
+        if entity.shown or outcome in (Outcome.ERROR, Outcome.LOST):
+            return True
+        if task.parent is None and task.app_parent is None:
+            return True
+        return task.active(ts) >= self._min_task
+
+    def _settle_joins(self, task: _Task) -> None:
+        """The ops that waited for this task, now that it is decided."""
+        joined, task.joined_by = task.joined_by, []
+        for op, ts, outcome, error in joined:
+            self._finish_op(op, ts, outcome, error, False)
 
     # -- resources -----------------------------------------------------------------
 
@@ -584,7 +645,8 @@ class SpanBridge:
         if rec.task_id is not None:
             attributes[sc.TASK_ID] = rec.task_id
         entity = SpanEntity(sc.RESOURCE_SPAN.format(rec.concrete_type), rec.ts, attributes, parent)
-        res = _Resource(entity, rec.ts, rec.state)
+        awaited = rec.task_id if rec.concrete_type == _TASK_RESOURCE else None
+        res = _Resource(entity, rec.ts, rec.state, awaited)
         entity.snapshot = lambda ts: res.final_state()
         self._resources[rec.resource_id] = res
         if self._everything:
@@ -605,7 +667,7 @@ class SpanBridge:
         res = self._resources.pop(rid, None)
         if res is None:
             return
-        if not res.entity.shown and ts - res.created >= self._min_task:
+        if not res.entity.shown and res.awaited is None and ts - res.created >= self._min_task:
             self._show(res.entity)
         attributes = res.final_state()
         if unfinished:
@@ -615,10 +677,15 @@ class SpanBridge:
     # -- async ops -----------------------------------------------------------------
 
     def _op_created(self, rec: r.AsyncOpCreated) -> None:
-        task = self._tasks.get(rec.task_id) if rec.task_id is not None else None
+        waiting = task = self._tasks.get(rec.task_id) if rec.task_id is not None else None
         while task is not None and task.entity is None:
             task = task.parent
         res = self._resources.get(rec.resource_id)
+        if waiting is not None:
+            if res is not None and res.awaited is not None:
+                waiting.joins_open += 1
+            else:
+                waiting.waits_open += 1
         code = _code_attributes(rec.location)
         attributes: dict[str, Any] = {
             sc.ASYNC_OP_ID: rec.op_id,
@@ -634,7 +701,7 @@ class SpanBridge:
         first, second = (res_entity, task_entity) if by_resource else (task_entity, res_entity)
         parent: SpanEntity | Context = first or second or Context()
         entity = SpanEntity(sc.ASYNC_OP_SPAN.format(rec.source), rec.ts, attributes, parent)
-        op = _Op(rec.op_id, entity, rec.ts, rec.task_id, rec.resource_id, code)
+        op = _Op(rec.op_id, entity, rec.ts, rec.task_id, res, code)
         self._ops[rec.op_id] = op
         if self._everything:
             self._show_op(op)
@@ -651,7 +718,7 @@ class SpanBridge:
             context = self._task_span_context(task) if task is not None else None
             relation = sc.LINK_AWAITED_BY
         else:
-            res = self._resources.get(op.resource_id)
+            res = op.resource
             context = None
             if res is not None and entity.parent is not res.entity and self._show(res.entity) is not None:
                 context = res.entity.span.get_span_context() if res.entity.span is not None else None
@@ -684,7 +751,7 @@ class SpanBridge:
 
     def _op_poll_spans(self, op: _Op) -> None:
         polls, op.polls = op.polls, []
-        if not self._options.op_poll_spans:
+        if not self._op_polls:
             return
         for start, end, ready in polls:
             attributes: dict[str, Any] = {sc.ASYNC_OP_ID: op.op_id, **op.code, sc.POLL_IS_READY: ready}
@@ -717,8 +784,26 @@ class SpanBridge:
         op = self._ops.pop(op_id, None)
         if op is None:
             return
+        awaited = op.resource.awaited if op.resource is not None else None
+        waiting = self._tasks.get(op.task_id) if op.task_id is not None else None
+        if waiting is not None:
+            if awaited is not None:
+                waiting.joins_open -= 1
+            else:
+                waiting.waits_open -= 1
+        target = self._tasks.get(awaited) if awaited is not None else None
+        if target is not None and not op.entity.shown and not unfinished and outcome == Outcome.OK:
+            # A wait for a task that is ending (gather's ops end just before
+            # the task's own record): worth a span only if the task is.
+            target.joined_by.append((op, ts, outcome, error))
+            return
+        self._finish_op(op, ts, outcome, error, unfinished)
+
+    def _finish_op(
+        self, op: _Op, ts: int, outcome: str | None, error: r.ErrorInfo | None, unfinished: bool
+    ) -> None:
         entity = op.entity
-        if not entity.shown and (unfinished or outcome != Outcome.OK or ts - op.created >= self._min_wait):
+        if not entity.shown and self._op_worth_showing(op, ts, outcome, unfinished):
             self._show_op(op)
         if not entity.shown:
             self._count_hidden(op)
@@ -735,13 +820,28 @@ class SpanBridge:
         _record_error(entity, error, ts, self._tracer, self._windows)
         entity.end(ts, attributes)
 
+    def _op_worth_showing(self, op: _Op, ts: int, outcome: str | None, unfinished: bool) -> bool:
+        """A wait that did not end well, or lasted long enough; a wait for a
+        task only if that task is shown (waiting for trivial tasks is their
+        scheduling, counted on the waiting task)."""
+        if unfinished or outcome != Outcome.OK:
+            return True
+        return ts - op.created >= self._min_wait and self._awaits_shown_or_none(op)
+
+    def _awaits_shown_or_none(self, op: _Op) -> bool:
+        """Whether the op waits for no task, or for a task that is shown."""
+        awaited = op.resource.awaited if op.resource is not None else None
+        if awaited is None:
+            return True
+        task = self._tasks.get(awaited) or self._recent.get(awaited)
+        return task is not None and task.entity is not None and task.entity.shown
+
     def _count_hidden(self, op: _Op) -> None:
         task = self._tasks.get(op.task_id) if op.task_id is not None else None
         if task is not None:
             task.hidden_waits += 1
-        res = self._resources.get(op.resource_id)
-        if res is not None:
-            res.hidden_ops += 1
+        if op.resource is not None:
+            op.resource.hidden_ops += 1
 
 
 def _record_error(

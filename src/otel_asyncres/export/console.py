@@ -222,6 +222,8 @@ def _state_summary(attrs: dict[str, Any]) -> str:
 
 def _op_summary(attrs: dict[str, Any], labels: dict[Any, str]) -> str:
     parts = [str(attrs.get(sc.ASYNC_OP_OUTCOME, ""))]
+    if sc.ASYNC_OP_POLLS in attrs:
+        parts.append(f"polls={attrs[sc.ASYNC_OP_POLLS]}")
     if sc.WAKER_TASK_ID in attrs:
         parts.append(f"woken by {_task_label(attrs[sc.WAKER_TASK_ID], labels)}")
     if sc.TASK_ID in attrs:

@@ -97,6 +97,7 @@ class Joins:
             if child_state is None or rs is None:
                 continue
             op = self.ops.open(st, fut, rs.id, SOURCE, where, handler, now)
+            self.ops.parked(op, now)
             op.awaited_task_id = child_state.id
             handler.ops.append(op)
             self._indirect.setdefault(child_state.id, []).append(op)

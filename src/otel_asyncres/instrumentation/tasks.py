@@ -433,7 +433,7 @@ class TaskTracker:
 
     def _spawn_begin(self, coro: Any) -> TaskState:
         st = TaskState(next_task_id())
-        self._spawned(st, coro, self._spawner(None), spawn_location(None))
+        self._spawned(st, coro, self._spawner(None), None)
         return st
 
     def _spawn_failed(self, st: TaskState) -> None:
@@ -470,7 +470,7 @@ class TaskTracker:
         fresh = not wakeup and _not_started(coro)
         st = TaskState(next_task_id())
         if fresh:
-            self._spawned(st, coro, self._spawner(loop), spawn_location(task.get_loop()))
+            self._spawned(st, coro, self._spawner(loop), task.get_loop())
         else:
             self._emit(
                 TaskSpawned(
@@ -497,25 +497,27 @@ class TaskTracker:
             st = self.state_of(current) if current is not None else None
         return st
 
-    def _spawned(self, st: TaskState, coro: Any, parent: TaskState | None, location: Location | None) -> None:
-        """Record a spawn, unless the task is not to be recorded: a child of an
-        unrecorded task, of a sampled-out application span, a new trace the
-        sampler drops, or a spawn while the sinks cannot keep up."""
-        st.location = location
+    def _spawned(self, st: TaskState, coro: Any, parent: TaskState | None, loop: Any) -> None:
+        """Record a spawn (made in ``loop``; None for a task factory), unless
+        the task is not to be recorded: a child of an unrecorded task, of a
+        sampled-out application span, a new trace the sampler drops, or a
+        spawn while the sinks cannot keep up. An unrecorded task costs no
+        frame walk and no record."""
         app = None if parent is not None else _app_span_context()
-        name = _coroutine_name(coro)
         now = time_ns()
         if parent is not None:
             st.muted = parent.muted
         elif app is not None:
             st.muted = not app.trace_flags.sampled  # type: ignore[attr-defined]
         elif self.sample_root is not None:
-            st.muted = not self.sample_root(st.id, name, now)
+            st.muted = not self.sample_root(st.id, _coroutine_name(coro), now)
         if not st.muted and self._recorder.pending() > self.max_pending:
             st.muted = True
             self.shed += 1
         if st.muted:
             return
+        location = st.location = spawn_location(loop)
+        name = _coroutine_name(coro)
         if parent is not None:
             app = _app_span_context()
         self._emit(

@@ -138,6 +138,13 @@ class OpRecords:
         self._emit(AsyncOpPollStarted(ts, op_id, task_id))
         return Wait(future, resource_id, op_id, source, handler=handler, key=key)
 
+    def parked(self, wait: Wait, now: int) -> None:
+        """The poll that opened the op left it pending: for ops a task waits
+        on from a distance (gather's, wait's); a task parked on the op itself
+        says so when it parks."""
+        if wait.op_id is not None and wait.resource_id is not None:
+            self._emit(PollOp(now, wait.op_id, wait.resource_id, wait.op_name, False))
+
     def continued(self, wait: Wait, future: Any) -> Wait:
         """The same op parks again, on a new future."""
         wait.future_id = id(future)
