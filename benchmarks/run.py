@@ -685,7 +685,16 @@ def run_suite(args: argparse.Namespace) -> dict[str, Any]:
                             problems.append(f"{where}: the receiver got {received} spans, {sent} were sent")
                     if args.json:  # what is done so far survives an interrupted run
                         partial = assemble(
-                            args, workloads, modes, results, {}, problems, started, load_before, "", True
+                            args,
+                            workloads,
+                            modes,
+                            results,
+                            {},
+                            problems,
+                            started,
+                            load_before,
+                            source_before,
+                            True,
                         )
                         args.json.write_text(json.dumps(partial, indent=1) + "\n")
                     last = samples[-1]

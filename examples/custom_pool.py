@@ -49,7 +49,9 @@ async def query(pool: ConnectionPool, n: int) -> str:
 
 async def main() -> None:
     pool = ConnectionPool(size=2)
-    results = await asyncio.gather(*(asyncio.create_task(query(pool, n), name=f"query-{n}") for n in range(4)))
+    results = await asyncio.gather(
+        *(asyncio.create_task(query(pool, n), name=f"query-{n}") for n in range(4))
+    )
     for line in results:
         print(line)
     print("pool state:", pool.resource.state)

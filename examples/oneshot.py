@@ -23,8 +23,9 @@ async def sender(tx: asyncio.Future) -> None:
 async def oneshot() -> None:
     future = asyncio.get_running_loop().create_future()
     receiving = asyncio.create_task(receiver(future), name="receiver")
-    asyncio.create_task(sender(future), name="sender")
+    sending = asyncio.create_task(sender(future), name="sender")
     await receiving
+    await sending  # done by now: it set the value that woke the receiver
     print("good-bye")
 
 
