@@ -542,6 +542,7 @@ BAD_CONFIG = {
     "op-poll-spans-flag": (["--op-poll-spans", "maybe"], {}, "maybe"),
     "op-poll-spans-env": ([], {"OTEL_ASYNCRES_OP_POLL_SPANS": "maybe"}, "maybe"),
     "op-parent-flag": (["--op-parent", "nobody"], {}, "nobody"),
+    "sdk-disabled-env": ([], {"OTEL_SDK_DISABLED": "1"}, "OTEL_SDK_DISABLED='1'"),
 }
 
 

@@ -335,6 +335,7 @@ def run_against_dead_collector(protocol: str, **extra: str) -> tuple[subprocess.
     )
     ours = [line for line in result.stderr.splitlines() if line.startswith("otel-asyncres:")]
     assert len(ours) == 1 and failed.match(ours[0]), result.stderr
+    assert "the exporter reported failure" not in ours[0], "the exporter's own reason is said"
     assert int(failed.match(ours[0])[1]) > 0  # type: ignore[index]
     assert result.stderr.splitlines()[-1] == ours[0], "the summary comes last"
     return result, elapsed

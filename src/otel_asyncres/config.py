@@ -129,22 +129,44 @@ OPTIONS = (
     Option("min_task_duration", _duration, "tasks (and resources) shorter than this are only counted"),
     Option("min_wait_duration", _duration, "waits shorter than this are only counted"),
     Option("window_duration", _duration, "a long-lived span is exported in windows this long"),
-    Option("window_events", _event_budget, "... or of this many events"),
+    Option("window_events", _event_budget, "... or in windows of at most this many events"),
     Option("internal", _boolean, "also show asyncio's own housekeeping tasks and resources"),
 )
 OPTION_NAMES = ("exporter", "endpoint", "protocol", "service_name", *(o.name for o in OPTIONS))
 
 
+def sdk_disabled(environ: Mapping[str, str] | None = None) -> bool:
+    """OTEL_SDK_DISABLED, read as the OpenTelemetry SDK reads it (only ``true``,
+    in any case, disables), except that a value the SDK would silently take
+    for false (``1``, ``yes``) is an error here: whoever wrote it meant off."""
+    env = os.environ if environ is None else environ
+    value = env.get("OTEL_SDK_DISABLED") or ""
+    text = value.strip().lower()
+    if text not in ("", "true", "false"):
+        raise ConfigError(f"OTEL_SDK_DISABLED={value!r} is not a boolean; use true or false")
+    return text == "true"
+
+
 def load_settings(
-    options: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
+    options: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+    exporting: bool = True,
 ) -> Settings:
-    """Resolve and validate every setting; raise ConfigError on the first bad one."""
+    """Resolve and validate every setting; raise ConfigError on the first bad one.
+
+    ``exporting=False``: the application brings its own TracerProvider (the
+    distro's, under ``opentelemetry-instrument``), so the exporter variables
+    are its business, not ours to judge (``OTEL_TRACES_EXPORTER=zipkin`` is
+    fine there); they are left at their defaults."""
     options = {k: v for k, v in (options or {}).items() if v is not None}
     env = os.environ if environ is None else environ
     unknown = sorted(set(options) - set(OPTION_NAMES))
     if unknown:
         raise ConfigError(f"unknown option {unknown[0]!r}; known options: {', '.join(OPTION_NAMES)}")
-    exporters, endpoint, protocol = _exporter_settings(options, env)
+    if exporting:
+        exporters, endpoint, protocol = _exporter_settings(options, env)
+    else:
+        exporters, endpoint, protocol = Settings.exporters, Settings.endpoint, Settings.protocol
     own: dict[str, Any] = {}
     for option in OPTIONS:
         if option.name in options:

@@ -48,6 +48,14 @@ def exec_program(
     os.execve(sys.executable, [sys.executable, *target], env)
 
 
+def exec_plain(target: list[str]) -> NoReturn:
+    """Replace this process with ``python <target...>`` and nothing else: with
+    OTEL_SDK_DISABLED=true, ``run`` must be plain ``python``."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable, *target])
+
+
 def forget_bootstrap(here: str) -> None:
     """Give the environment back as it was before the launcher touched it."""
     saved = os.environ.pop(PATH_VAR, None)

@@ -16,7 +16,7 @@ from typing import Any, TextIO
 from opentelemetry import trace
 
 from .bridge import BridgeOptions, SpanBridge
-from .config import Settings, load_settings
+from .config import Settings, load_settings, sdk_disabled
 from .export.setup import Export, ExporterLog, build_tracer_provider
 from .instrumentation import Instrumentation
 from .recorder import Recorder
@@ -146,7 +146,10 @@ def instrument(tracer_provider: Any = None, **options: Any) -> None:
     endpoint is set, otherwise the console view printed at exit). Other
     options: see ``otel_asyncres.config``. A second call is a no-op.
     """
-    settings = load_settings(options)
+    if sdk_disabled():  # OTEL_SDK_DISABLED=true: everything off, this included
+        return
+    exporting = tracer_provider is None and _application_provider() is None
+    settings = load_settings(options, exporting=exporting)
     with _session_lock:
         if _session is None:
             activate(Session(settings, tracer_provider))

@@ -38,16 +38,24 @@ class ReportingExporter(SpanExporter):
         self.exported = 0
         self.failed = 0
         self.last_error: str | None = None
+        #: The first complaint the exporter logged during the export under way:
+        #: it says why (its result only says that it failed; its last words
+        #: after retries may be as vague: "timeout, max retries or shutdown").
+        #: The SDK logs a repeated complaint once per 20 s, so a failure heard
+        #: nothing about keeps the reason heard before.
+        self._heard: str | None = None
         self._lock = threading.Lock()
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         error: str | None
+        self._heard = None
         try:
             result = self.inner.export(spans)
         except Exception as exc:  # an exporter bug must not kill the export thread
             result, error = SpanExportResult.FAILURE, f"{type(exc).__name__}: {exc}"
         else:
-            error = None if result is SpanExportResult.SUCCESS else "the exporter reported failure"
+            failure = self._heard or self.last_error or "the exporter reported failure"
+            error = None if result is SpanExportResult.SUCCESS else failure
         with self._lock:
             if error is None:
                 self.exported += len(spans)
@@ -65,6 +73,8 @@ class ReportingExporter(SpanExporter):
     def complaint(self, message: str) -> None:
         """What the exporter logged about its last failure (see ExporterLog)."""
         self.last_error = message
+        if self._heard is None:
+            self._heard = message
 
     def summary(self, dropped: int = 0) -> str | None:
         """One line for stderr at exit, or None when there is nothing to say."""
@@ -108,15 +118,17 @@ class ExporterLog(logging.Handler):
         self._logger.propagate = self._propagated
 
 
-def otlp_exporter(settings: Settings) -> SpanExporter:
-    """The OTLP exporter for the configured protocol and endpoint."""
+def otlp_exporter(settings: Settings, timeout: float | None = None) -> SpanExporter:
+    """The OTLP exporter for the configured protocol and endpoint; ``timeout``
+    (seconds) overrides OTEL_EXPORTER_OTLP_TIMEOUT."""
     if settings.protocol == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
 
-        return GrpcExporter(endpoint=settings.endpoint, insecure=settings.endpoint.startswith("http://"))
+        insecure = settings.endpoint.startswith("http://")
+        return GrpcExporter(endpoint=settings.endpoint, insecure=insecure, timeout=timeout)
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
 
-    return HttpExporter(endpoint=settings.endpoint)
+    return HttpExporter(endpoint=settings.endpoint, timeout=timeout)
 
 
 def resource_for(settings: Settings, default_service_name: str | None = None) -> Resource:
