@@ -26,7 +26,7 @@ from conftest import Runner, Traced, by_name, make_traced, one, run_with
 from otel_asyncres.session import current_session
 
 # The server instrumentation subclasses web.Application, which aiohttp frowns on.
-pytestmark = pytest.mark.filterwarnings("ignore:Inheritance class _InstrumentedApplication:DeprecationWarning")
+pytestmark = pytest.mark.filterwarnings("ignore:Inheritance class _InstrumentedApplication")
 
 
 @pytest.fixture
