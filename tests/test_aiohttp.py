@@ -108,6 +108,10 @@ def request_spans(spans: Sequence[ReadableSpan]) -> tuple[ReadableSpan, Readable
     return client, server
 
 
+def attribute(span: ReadableSpan, key: str) -> object:
+    return (span.attributes or {}).get(key)
+
+
 def linked(span: ReadableSpan, relation: str) -> list[int]:
     """The span ids ``span`` links to with ``asyncio.link.relation == relation``."""
     return [
@@ -125,15 +129,15 @@ def test_spawned_tasks_and_their_waits_are_in_the_request_trace(http_traced: Tra
     for task in fetches:
         assert task.context.trace_id == trace_id, describe(spans)
         assert task.parent is not None and task.parent.span_id == server.context.span_id, describe(spans)
-        assert task.attributes["asyncio.task.outcome"] == "ok"  # type: ignore[index]
+        assert attribute(task, "asyncio.task.outcome") == "ok"
         (spawner_id,) = linked(task, "spawned_by")  # the task that spawned it, in another trace
         (spawner,) = [s for s in spans if s.context.span_id == spawner_id]
         assert spawner.name.startswith("task "), spawner.name
 
-    fetch_ids = {task.attributes["asyncio.task.id"] for task in fetches}  # type: ignore[index]
+    fetch_ids = {attribute(task, "asyncio.task.id") for task in fetches}
     waits = [
-        s for s in spans if s.name.startswith("async_op ") and s.attributes["asyncio.task.id"] in fetch_ids
-    ]  # type: ignore[index]
+        s for s in spans if s.name.startswith("async_op ") and attribute(s, "asyncio.task.id") in fetch_ids
+    ]
     names = sorted(s.name for s in waits)
     assert names == [
         "async_op Event.wait",
@@ -147,8 +151,8 @@ def test_spawned_tasks_and_their_waits_are_in_the_request_trace(http_traced: Tra
         assert server.context.span_id in ancestors(wait, spans), describe(spans)
     (lock_wait,) = by_name(waits, "async_op Lock.acquire")
     waiter = next(
-        t for t in fetches if t.attributes["asyncio.task.id"] == lock_wait.attributes["asyncio.task.id"]
-    )  # type: ignore[index]
+        t for t in fetches if attribute(t, "asyncio.task.id") == attribute(lock_wait, "asyncio.task.id")
+    )
     (holder,) = [t for t in fetches if t is not waiter]
     assert linked(lock_wait, "woken_by") == [holder.context.span_id], (
         "woken by the fetch that released the lock"
@@ -166,9 +170,7 @@ def test_the_handlers_own_waits_are_in_the_request_trace(http_traced: Traced) ->
     spans = http_traced.spans()
     _, server = request_spans(spans)
     own = [
-        s
-        for s in spans
-        if s.name.startswith("async_op ") and s.attributes.get("code.function.name") == "handle"
+        s for s in spans if s.name.startswith("async_op ") and attribute(s, "code.function.name") == "handle"
     ]
     assert own, describe(spans)  # its gather (and its sleep, but see the next test)
     for wait in own:
@@ -197,4 +199,4 @@ def test_a_task_started_eagerly_by_its_constructor_is_seen_from_its_first_step(t
     eager, spawner = one(spans, "task eager"), one(spans, "task spawn_eagerly")
     assert eager.parent is not None and eager.parent.span_id == spawner.context.span_id
     sleep = one(spans, "async_op sleep")
-    assert sleep.attributes["asyncio.task.id"] == eager.attributes["asyncio.task.id"]  # type: ignore[index]
+    assert attribute(sleep, "asyncio.task.id") == attribute(eager, "asyncio.task.id")
