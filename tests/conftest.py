@@ -85,14 +85,16 @@ class _Discard:
         pass
 
 
-def make_traced(**options: Any) -> Traced:
+def make_traced(session_arguments: dict[str, Any] | None = None, **options: Any) -> Traced:
     """Everything shown unless a test says otherwise (poll spans included):
-    the mapping tests check every span; the defaults have tests of their own."""
+    the mapping tests check every span; the defaults have tests of their own.
+    ``session_arguments``: what ``instrument()`` takes besides options
+    (``meter_provider``, ``on_deadlock``)."""
     options = {"min_task_duration": 0, "min_wait_duration": 0, "op_poll_spans": True, **options}
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    session = Session(load_settings(options), tracer_provider=provider)
+    session = Session(load_settings(options), tracer_provider=provider, **(session_arguments or {}))
     sink = ListSink()
     session.recorder.add_sink(sink)
     activate(session)

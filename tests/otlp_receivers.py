@@ -1,8 +1,8 @@
-"""Real OTLP trace receivers for tests: gRPC (grpcio) and HTTP/protobuf (http.server).
+"""Real OTLP receivers for tests: gRPC (grpcio) and HTTP/protobuf (http.server).
 
 Both listen on 127.0.0.1 on a free port, keep every ExportTraceServiceRequest
-they accept, and can be told to refuse requests (``fail_with``) to simulate a
-collector in trouble::
+(and ExportMetricsServiceRequest) they accept, and can be told to refuse
+requests (``fail_with``) to simulate a collector in trouble::
 
     with GrpcReceiver() as receiver:
         run_program(OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint)
@@ -24,12 +24,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import grpc
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 ExportTraceServiceRequest = trace_service_pb2.ExportTraceServiceRequest
 ExportTraceServiceResponse = trace_service_pb2.ExportTraceServiceResponse
+ExportMetricsServiceRequest = metrics_service_pb2.ExportMetricsServiceRequest
+ExportMetricsServiceResponse = metrics_service_pb2.ExportMetricsServiceResponse
 
 
 def value(v: AnyValue) -> Any:
@@ -89,6 +92,7 @@ class Receiver:
     def __init__(self) -> None:
         self.endpoint = ""
         self.requests: list[ExportTraceServiceRequest] = []
+        self.metric_requests: list[ExportMetricsServiceRequest] = []
         #: Requests answered with ``fail_with`` (not in ``requests``).
         self.rejected = 0
         self._cond = threading.Condition()
@@ -102,6 +106,23 @@ class Receiver:
         with self._cond:
             self.requests.append(request)
             self._cond.notify_all()
+
+    def _accept_metrics(self, request: ExportMetricsServiceRequest) -> None:
+        with self._cond:
+            self.metric_requests.append(request)
+            self._cond.notify_all()
+
+    def metrics(self) -> dict[str, list[Any]]:
+        """Every metric received, by name: its Metric messages, in order."""
+        with self._cond:
+            requests = list(self.metric_requests)
+        found: dict[str, list[Any]] = {}
+        for request in requests:
+            for rm in request.resource_metrics:
+                for sm in rm.scope_metrics:
+                    for metric in sm.metrics:
+                        found.setdefault(metric.name, []).append(metric)
+        return found
 
     def _reject(self) -> None:
         with self._cond:
@@ -167,6 +188,19 @@ class _TraceService(trace_service_pb2_grpc.TraceServiceServicer):
         return ExportTraceServiceResponse()
 
 
+class _MetricsService(metrics_service_pb2_grpc.MetricsServiceServicer):
+    def __init__(self, receiver: GrpcReceiver) -> None:
+        self.receiver = receiver
+
+    def Export(self, request: ExportMetricsServiceRequest, context: grpc.ServicerContext) -> Any:
+        status = self.receiver.fail_with
+        if status is not None:
+            self.receiver._reject()
+            context.abort(status, f"test receiver told to fail with {status.name}")
+        self.receiver._accept_metrics(request)
+        return ExportMetricsServiceResponse()
+
+
 class GrpcReceiver(Receiver):
     """An OTLP/gRPC trace receiver; ``endpoint`` is ``http://127.0.0.1:PORT``."""
 
@@ -180,6 +214,7 @@ class GrpcReceiver(Receiver):
     def start(self) -> None:
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
         trace_service_pb2_grpc.add_TraceServiceServicer_to_server(_TraceService(self), server)
+        metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(_MetricsService(self), server)
         port = server.add_insecure_port("127.0.0.1:0")
         server.start()
         self._server = server
@@ -198,7 +233,7 @@ class _Handler(BaseHTTPRequestHandler):
         receiver = self.server.receiver
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         receiver.headers.append(dict(self.headers.items()))
-        if self.path != "/v1/traces":
+        if self.path not in ("/v1/traces", "/v1/metrics"):
             return self._answer(404, b"not found", "text/plain")
         if self.headers.get_content_type() != "application/x-protobuf":
             return self._answer(415, b"expected application/x-protobuf", "text/plain")
@@ -211,11 +246,19 @@ class _Handler(BaseHTTPRequestHandler):
                 body = gzip.decompress(body)
             elif encoding == "deflate":
                 body = zlib.decompress(body)
-            request = ExportTraceServiceRequest.FromString(body)
+            if self.path == "/v1/metrics":
+                metrics = ExportMetricsServiceRequest.FromString(body)
+            else:
+                request = ExportTraceServiceRequest.FromString(body)
         except Exception as exc:
             return self._answer(400, f"bad request: {exc}".encode(), "text/plain")
-        receiver._accept(request)
-        self._answer(200, ExportTraceServiceResponse().SerializeToString(), "application/x-protobuf")
+        if self.path == "/v1/metrics":
+            receiver._accept_metrics(metrics)
+            response = ExportMetricsServiceResponse().SerializeToString()
+        else:
+            receiver._accept(request)
+            response = ExportTraceServiceResponse().SerializeToString()
+        self._answer(200, response, "application/x-protobuf")
 
     def _answer(self, status: int, body: bytes, content_type: str) -> None:
         self.send_response(status)

@@ -42,6 +42,9 @@ def child_env() -> dict[str, str]:
     # Every task and wait shown, whatever the machine's speed: on a loaded
     # machine a sleep may overrun until waits fall under the default threshold.
     env["OTEL_ASYNCRES_MIN_TASK_DURATION"] = env["OTEL_ASYNCRES_MIN_WAIT_DURATION"] = "0"
+    # A poll is long by the clock: the examples must be free of real long polls,
+    # not of a loaded machine's hiccups (the default has tests of its own).
+    env["OTEL_ASYNCRES_LONG_POLL_THRESHOLD"] = "500ms"
     return env
 
 
@@ -109,6 +112,14 @@ def woken_by(line: Line) -> str | None:
 def awaited_by(line: Line) -> str | None:
     m = re.search(r"awaited by task #\d+ \(([^)]*)\)", line.rest)
     return m[1] if m else None
+
+
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_examples_have_no_diagnostics(name: str) -> None:
+    """No lint, deadlock or lost waker: the examples show asyncio used well."""
+    stderr = results()[(name, "console")].stderr
+    assert "trace " in stderr, stderr  # the view was printed at all
+    assert "diagnostics: " not in stderr, stderr
 
 
 # -- what each example must show in the console view -------------------------------------

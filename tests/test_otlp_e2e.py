@@ -333,11 +333,17 @@ def run_against_dead_collector(protocol: str, **extra: str) -> tuple[subprocess.
     failed = re.compile(
         rf"otel-asyncres: (\d+) spans could not be exported to {re.escape(url)} \({re.escape(protocol)}\)"
     )
+    metrics_url = endpoint + ("/v1/metrics" if protocol == "http/protobuf" else "")
+    metrics_failed = re.compile(
+        rf"otel-asyncres: \d+ of \d+ metric exports to {re.escape(metrics_url)} "
+        rf"\({re.escape(protocol)}\) failed: "
+    )
     ours = [line for line in result.stderr.splitlines() if line.startswith("otel-asyncres:")]
-    assert len(ours) == 1 and failed.match(ours[0]), result.stderr
+    assert len(ours) == 2 and failed.match(ours[0]) and metrics_failed.match(ours[1]), result.stderr
     assert "the exporter reported failure" not in ours[0], "the exporter's own reason is said"
+    assert "metrics" not in ours[0] and "span" not in ours[1], "each says its own exporter's reason"
     assert int(failed.match(ours[0])[1]) > 0  # type: ignore[index]
-    assert result.stderr.splitlines()[-1] == ours[0], "the summary comes last"
+    assert result.stderr.splitlines()[-2:] == ours, "the summary comes last"
     return result, elapsed
 
 

@@ -49,6 +49,14 @@ class Settings:
     window_duration: float = 10.0
     window_events: int = 120
     internal: bool = False
+    #: Diagnostics; None turns one off.
+    long_poll_threshold: float | None = 0.1
+    long_wait_threshold: float | None = 10.0
+    self_wake_ratio: float | None = 0.5
+    lost_wakers: bool = True
+    deadlocks: bool = True
+    #: Runtime metrics (when there is a MeterProvider, or an OTLP endpoint).
+    metrics: bool = True
 
 
 @dataclass(frozen=True)
@@ -111,6 +119,30 @@ def _duration(name: str, value: Any) -> float:
     return seconds
 
 
+_OFF = ("off", "none", "false", "0")
+
+
+def _or_off(parse: Callable[[str, Any], Any]) -> Callable[[str, Any], Any]:
+    """The same option, or ``off`` (also none, false, 0) to turn it off."""
+
+    def parse_or_off(name: str, value: Any) -> Any:
+        if value is False or (isinstance(value, str) and value.strip().lower() in _OFF):
+            return None
+        return parse(name, value)
+
+    return parse_or_off
+
+
+def _ratio(name: str, value: Any) -> float:
+    try:
+        number = float(str(value).strip().rstrip("%")) / (100 if str(value).strip().endswith("%") else 1)
+    except ValueError:
+        raise ConfigError(f"{name}={value!r} is not a ratio; use e.g. 0.5 or 50%") from None
+    if not 0 <= number < 1:
+        raise ConfigError(f"{name}={value!r} must be at least 0 and less than 1 (or 100%)")
+    return number
+
+
 def _event_budget(name: str, value: Any) -> int:
     try:
         number = int(str(value).strip())
@@ -131,6 +163,24 @@ OPTIONS = (
     Option("window_duration", _duration, "a long-lived span is exported in windows this long"),
     Option("window_events", _event_budget, "... or in windows of at most this many events"),
     Option("internal", _boolean, "also show asyncio's own housekeeping tasks and resources"),
+    Option(
+        "long_poll_threshold", _or_off(_duration), "a poll this long is a long_poll diagnostic (off: none)"
+    ),
+    Option(
+        "long_wait_threshold",
+        _or_off(_duration),
+        "an op waiting this long is a long_wait diagnostic (off: none)",
+    ),
+    Option(
+        "self_wake_ratio",
+        _or_off(_ratio),
+        "above this share of self-wakes, a self_wakes diagnostic (off: none)",
+    ),
+    Option("lost_wakers", _boolean, "look for tasks that nothing can wake (lost_waker): true or false"),
+    Option(
+        "deadlocks", _boolean, "look for tasks waiting for each other in a cycle (deadlock): true or false"
+    ),
+    Option("metrics", _boolean, "runtime metrics, with a MeterProvider or an OTLP endpoint: true or false"),
 )
 OPTION_NAMES = ("exporter", "endpoint", "protocol", "service_name", *(o.name for o in OPTIONS))
 

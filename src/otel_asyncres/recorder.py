@@ -9,6 +9,13 @@ exit paths and tests.
 Sinks are deliberately small (trio's ``Instrument`` is the model): a sink gets
 batches of records, is asked to flush, and is shut down once. A sink that raises
 is counted and reported, never allowed to reach the instrumented program.
+
+Between the sources and the sinks, stages see every record first and may add
+records they infer (the diagnostics: a deadlock is a conclusion drawn from
+many records), in place, so that every sink sees them in order: a lint about
+a task arrives before the task's end. Probes are sources that need time to
+pass rather than an event (a task parked on a future nobody holds): they are
+called on every tick, before the drain.
 """
 
 from __future__ import annotations
@@ -16,9 +23,9 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from time import time_ns
-from typing import Protocol
+from typing import Any, Protocol
 
 from .records import Record
 
@@ -43,14 +50,33 @@ class Sink(Protocol):
     def shutdown(self) -> None: ...
 
 
+class Stage(Protocol):
+    """Sees the records before the sinks and hands them on, with what it
+    infers from them inserted where it belongs."""
+
+    def process(self, records: Sequence[Record]) -> Sequence[Record]: ...
+
+    def tick(self, now: int) -> Sequence[Record]: ...
+
+    def flush(self, final: bool = False) -> Sequence[Record]: ...
+
+
+#: A source called on every tick with the time (it emits what it finds).
+Probe = Callable[[int], None]
+
+
 class Recorder:
     """Buffers records from any number of event loops and dispatches them."""
 
-    def __init__(self, sinks: Sequence[Sink] = (), interval: float = 0.2) -> None:
+    def __init__(
+        self, sinks: Sequence[Sink] = (), interval: float = 0.2, stages: Sequence[Stage] = ()
+    ) -> None:
         self._buffer: deque[Record] = deque()
         #: The hot path's entry point: ``recorder.emit(record)``.
         self.emit = self._buffer.append
         self._sinks: list[Sink] = list(sinks)
+        self._stages: list[Stage] = list(stages)
+        self._probes: list[Probe] = []
         self._interval = interval
         self._lock = threading.RLock()
         self._wake = threading.Event()
@@ -66,6 +92,10 @@ class Recorder:
     def remove_sink(self, sink: Sink) -> None:
         with self._lock:
             self._sinks.remove(sink)
+
+    def add_probe(self, probe: Probe) -> None:
+        with self._lock:
+            self._probes.append(probe)
 
     def start(self) -> None:
         """Start the dispatch thread (idempotent)."""
@@ -87,6 +117,8 @@ class Recorder:
         """Hand every buffered record to the sinks, then flush them."""
         with self._lock:
             self._drain()
+            for stage in self._stages:
+                self._deliver(self._staged(stage, "flush", final), stage)
             for sink in self._sinks:
                 try:
                     sink.flush(final)
@@ -113,8 +145,15 @@ class Recorder:
             self._wake.wait(self._interval)
             self._wake.clear()
             with self._lock:
-                self._drain()
                 now = time_ns()
+                for probe in self._probes:
+                    try:
+                        probe(now)
+                    except Exception as exc:
+                        self.count_error("probe", exc)
+                self._drain()
+                for stage in self._stages:
+                    self._deliver(self._staged(stage, "tick", now), stage)
                 for sink in self._sinks:
                     try:
                         sink.tick(now)
@@ -125,9 +164,32 @@ class Recorder:
         popleft = self._buffer.popleft
         while self._buffer:
             n = min(len(self._buffer), _BATCH)
-            batch = [popleft() for _ in range(n)]
-            for sink in self._sinks:
-                try:
-                    sink.consume(batch)
-                except Exception as exc:
-                    self.count_error(f"{type(sink).__name__}.consume", exc)
+            batch: Sequence[Record] = [popleft() for _ in range(n)]
+            for stage in self._stages:
+                batch = self._staged(stage, "process", batch) or batch
+            self._consume(batch)
+
+    def _staged(self, stage: Stage, step: str, argument: Any) -> Sequence[Record]:
+        """``stage.<step>(argument)``: what it hands on."""
+        try:
+            result: Sequence[Record] = getattr(stage, step)(argument)
+            return result
+        except Exception as exc:  # the records go on without what it would have added
+            self.count_error(f"{type(stage).__name__}.{step}", exc)
+            return ()
+
+    def _deliver(self, records: Sequence[Record], after: Stage) -> None:
+        """Records a stage produced by itself: through the stages after it,
+        then to the sinks."""
+        if not records:
+            return
+        for stage in self._stages[self._stages.index(after) + 1 :]:
+            records = self._staged(stage, "process", records) or records
+        self._consume(records)
+
+    def _consume(self, batch: Sequence[Record]) -> None:
+        for sink in self._sinks:
+            try:
+                sink.consume(batch)
+            except Exception as exc:
+                self.count_error(f"{type(sink).__name__}.consume", exc)

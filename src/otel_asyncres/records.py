@@ -71,6 +71,9 @@ class Location:
     line: int
     function: str
 
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line} ({self.function})"
+
 
 @dataclass(slots=True, frozen=True)
 class ErrorInfo:
@@ -180,6 +183,9 @@ class ResourceCreated:
     adopted: bool = False
     #: Units of state attributes that have one (a sleep's ``duration``: ms).
     units: dict[str, str] = field(default_factory=dict)
+    #: The resource whose holders hold this one too (a Condition's Lock:
+    #: whoever holds the lock is the one that can notify).
+    held_through: int | None = None
 
 
 @dataclass(slots=True)
@@ -190,6 +196,25 @@ class ResourceStateUpdated:
     value: StateValue
     op: str = StateOp.OVERRIDE
     unit: str | None = None
+
+
+@dataclass(slots=True)
+class ResourceHeld:
+    """A task took the resource (a Lock, a Semaphore's permit): asyncio does
+    not track holders; a task waiting for the resource waits for them."""
+
+    ts: int
+    resource_id: int
+    task_id: int
+
+
+@dataclass(slots=True)
+class ResourceReleased:
+    """A holder gave the resource back (one permit, for a Semaphore)."""
+
+    ts: int
+    resource_id: int
+    task_id: int
 
 
 @dataclass(slots=True)
@@ -249,6 +274,46 @@ class AsyncOpClosed:
     waker_id: int | None = None
 
 
+class Lint:
+    """The kinds of diagnostic: the names of their span events."""
+
+    #: A poll that blocked the event loop (asyncio's slow callback).
+    LONG_POLL = "long_poll"
+    #: A task that mostly wakes itself.
+    SELF_WAKES = "self_wakes"
+    #: A task that nothing can wake any more.
+    LOST_WAKER = "lost_waker"
+    #: An async op waiting for a long time.
+    LONG_WAIT = "long_wait"
+    #: Tasks each waiting for the next, in a cycle.
+    DEADLOCK = "deadlock"
+
+    ALL = (LONG_POLL, SELF_WAKES, LOST_WAKER, LONG_WAIT, DEADLOCK)
+
+
+class Severity:
+    """How bad a diagnostic is: an error marks its span's status."""
+
+    WARNING = "warning"
+    ERROR = "error"
+
+
+@dataclass(slots=True)
+class Diagnostic:
+    """Something worth a warning, about one task (Tokio Console's lints, and
+    more): seen by the instrumentation (a long poll, a lost waker) or
+    inferred from the records (self-wakes, a long wait, a deadlock)."""
+
+    ts: int
+    #: One of ``Lint.ALL``.
+    kind: str
+    task_id: int
+    severity: str
+    message: str
+    #: What the span event carries besides the message and severity.
+    attributes: dict[str, StateValue] = field(default_factory=dict)
+
+
 Record = (
     TaskSpawned
     | TaskNamed
@@ -260,10 +325,13 @@ Record = (
     | WakerDropped
     | ResourceCreated
     | ResourceStateUpdated
+    | ResourceHeld
+    | ResourceReleased
     | ResourceClosed
     | AsyncOpCreated
     | AsyncOpPollStarted
     | PollOp
     | AsyncOpStateUpdated
     | AsyncOpClosed
+    | Diagnostic
 )

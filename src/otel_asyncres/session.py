@@ -11,15 +11,19 @@ from __future__ import annotations
 import atexit
 import sys
 import threading
+from collections.abc import Callable
 from typing import Any, TextIO
 
 from opentelemetry import trace
 
 from .bridge import BridgeOptions, SpanBridge
+from .bridge.metrics import MetricsSink
 from .config import Settings, load_settings, sdk_disabled
-from .export.setup import Export, ExporterLog, build_tracer_provider
+from .diagnostics import Deadlock, DiagnosticOptions, Diagnostics
+from .export.metrics import ReportingMetricExporter, application_meter_provider, build_meter_provider
+from .export.setup import Export, ExporterLog, build_tracer_provider, resource_for
 from .instrumentation import Instrumentation
-from .recorder import Recorder
+from .recorder import Recorder, Sink
 from .sampling import Prestarted, root_sampler
 from .version import __version__
 
@@ -34,6 +38,8 @@ class Session:
         tracer_provider: Any = None,
         default_service_name: str | None = None,
         console_stream: TextIO | None = None,
+        meter_provider: Any = None,
+        on_deadlock: Callable[[Deadlock], Any] | None = None,
     ) -> None:
         self.settings = settings
         self.export = Export()
@@ -50,8 +56,24 @@ class Session:
         prestarted: Prestarted = {}
         self.bridge = SpanBridge(tracer, bridge_options(settings), prestarted)
         self.bridge.dropped_spans = self.export.dropped_since_last_asked
-        self.recorder = Recorder([self.bridge])
-        self.instrumentation = Instrumentation(self.recorder, future_subclass=settings.futures == "subclass")
+        options = diagnostic_options(settings, on_deadlock)
+        self.diagnostics = Diagnostics(options) if options is not None else None
+        stages = [self.diagnostics] if self.diagnostics is not None else []
+        self.meter_provider, self.metrics_reporter = _meter_provider(
+            settings, meter_provider, self.owns_provider, default_service_name
+        )
+        if self.metrics_reporter is not None:
+            self._exporter_log.reporters.append(self.metrics_reporter)
+        sinks: list[Sink] = [self.bridge]
+        if self.meter_provider is not None:
+            sinks.append(MetricsSink(self.meter_provider.get_meter("otel_asyncres", __version__)))
+        self.recorder = Recorder(sinks, stages=stages)
+        self.instrumentation = Instrumentation(
+            self.recorder,
+            future_subclass=settings.futures == "subclass",
+            long_poll_ns=_nanoseconds(settings.long_poll_threshold),
+            lost_wakers=settings.lost_wakers,
+        )
         self.instrumentation.tasks.sample_root = root_sampler(tracer_provider, tracer, prestarted)
         self._closed = False
         self._lock = threading.Lock()
@@ -65,9 +87,9 @@ class Session:
     def flush(self, timeout_millis: int = EXIT_FLUSH_MILLIS) -> None:
         """Everything recorded so far, handed to the provider and exported."""
         self.recorder.flush()
-        force_flush = getattr(self.provider, "force_flush", None)
-        if force_flush is not None:
-            force_flush(timeout_millis)
+        _force_flush(self.provider, timeout_millis)
+        if self.meter_provider is not None:
+            _force_flush(self.meter_provider, timeout_millis)
 
     def close(self, report: TextIO | None = None) -> None:
         """Restore asyncio, end what is open, export it; once."""
@@ -77,27 +99,36 @@ class Session:
             self._closed = True
         self.instrumentation.uninstall()
         self.recorder.close()
+        _force_flush(self.provider)
         if self.owns_provider:
-            self.provider.force_flush(EXIT_FLUSH_MILLIS)
             self.provider.shutdown()
-        else:
-            force_flush = getattr(self.provider, "force_flush", None)
-            if force_flush is not None:
-                force_flush(EXIT_FLUSH_MILLIS)
+        if self.meter_provider is not None:
+            _force_flush(self.meter_provider)
+            if self.metrics_reporter is not None:  # made here
+                self.meter_provider.shutdown()
         self._exporter_log.detach()
         self._report(report or sys.stderr)
 
     def _report(self, stream: TextIO) -> None:
         lines = self.export.summaries()
+        if self.metrics_reporter is not None:
+            lines += [line for line in (self.metrics_reporter.summary(),) if line]
         shed = self.instrumentation.tasks.shed
         if shed:
             lines.append(
                 f"otel-asyncres: {shed} tasks were not recorded: they were spawned while the "
                 "recorder was behind (the exporter could not keep up)"
             )
+        counts = self.diagnostics.counts if self.diagnostics is not None else {}
+        exporters = self.settings.exporters
+        if counts and self.owns_provider and exporters and "console" not in exporters:  # the view has them
+            found = ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items()))
+            lines.append(f"otel-asyncres: diagnostics: {found} (events on the tasks' spans)")
         errors = {**self.recorder.errors}
         if self.bridge.errors:
             errors["bridge"] = self.bridge.errors
+        if self.diagnostics is not None and self.diagnostics.errors:
+            errors["diagnostics"] = self.diagnostics.errors
         if errors:
             lines.append(
                 "otel-asyncres: internal errors (counted, not raised): "
@@ -109,6 +140,51 @@ class Session:
             stream.flush()
         except (OSError, ValueError):
             pass
+
+
+def diagnostic_options(
+    settings: Settings, on_deadlock: Callable[[Deadlock], Any] | None = None
+) -> DiagnosticOptions | None:
+    """What the diagnostics stage looks for; None when it has nothing to do
+    (the long polls are found by the instrumentation, but reported there)."""
+    options = DiagnosticOptions(
+        self_wake_ratio=settings.self_wake_ratio,
+        long_wait_ns=_nanoseconds(settings.long_wait_threshold),
+        lost_wakers=settings.lost_wakers,
+        deadlocks=settings.deadlocks,
+        on_deadlock=on_deadlock,
+    )
+    thresholds = (settings.long_poll_threshold, settings.long_wait_threshold, settings.self_wake_ratio)
+    if thresholds == (None, None, None) and not settings.lost_wakers and not settings.deadlocks:
+        return None
+    return options
+
+
+def _meter_provider(
+    settings: Settings, given: Any, owns_tracing: bool, default_service_name: str | None
+) -> tuple[Any, ReportingMetricExporter | None]:
+    """Where runtime metrics go: the provider given, else the application's,
+    else (when the session exports its own traces over OTLP) one of its own
+    beside them, with its reporter; else nowhere."""
+    if not settings.metrics:
+        return None, None
+    provider = given if given is not None else application_meter_provider()
+    if provider is not None:
+        return provider, None
+    if owns_tracing and "otlp" in settings.exporters:
+        return build_meter_provider(settings, resource_for(settings, default_service_name))
+    return None, None
+
+
+def _force_flush(provider: Any, timeout_millis: int = EXIT_FLUSH_MILLIS) -> None:
+    """A provider's force_flush, if it has one (the API's no-op ones do not)."""
+    force_flush = getattr(provider, "force_flush", None)
+    if force_flush is not None:
+        force_flush(timeout_millis)
+
+
+def _nanoseconds(seconds: float | None) -> int | None:
+    return None if seconds is None else int(seconds * 1e9)
 
 
 def bridge_options(settings: Settings) -> BridgeOptions:
@@ -138,13 +214,22 @@ _session_lock = threading.Lock()
 _atexit_registered = False
 
 
-def instrument(tracer_provider: Any = None, **options: Any) -> None:
+def instrument(
+    tracer_provider: Any = None,
+    meter_provider: Any = None,
+    on_deadlock: Callable[[Deadlock], Any] | None = None,
+    **options: Any,
+) -> None:
     """Instrument asyncio in this process: every loop, existing and future.
 
     ``tracer_provider``: where spans go; by default the application's global
     SDK provider, else one configured from the environment (OTLP when an
-    endpoint is set, otherwise the console view printed at exit). Other
-    options: see ``otel_asyncres.config``. A second call is a no-op.
+    endpoint is set, otherwise the console view printed at exit).
+    ``meter_provider``: where runtime metrics go; by default the application's
+    global one, else one configured like the traces. ``on_deadlock``: called
+    with each deadlock found (an ``otel_asyncres.Deadlock``), on the
+    recorder's thread. Other options: see ``otel_asyncres.config``. A second
+    call is a no-op.
     """
     if sdk_disabled():  # OTEL_SDK_DISABLED=true: everything off, this included
         return
@@ -152,7 +237,9 @@ def instrument(tracer_provider: Any = None, **options: Any) -> None:
     settings = load_settings(options, exporting=exporting)
     with _session_lock:
         if _session is None:
-            activate(Session(settings, tracer_provider))
+            activate(
+                Session(settings, tracer_provider, meter_provider=meter_provider, on_deadlock=on_deadlock)
+            )
 
 
 def activate(session: Session) -> None:

@@ -90,3 +90,10 @@ EVENT_WAKER_WAKE = "waker.wake"
 EVENT_WAKER_DROP = "waker.drop"
 EVENT_OP_NAME = "op_name"
 EVENT_IS_READY = "is_ready"
+
+# Diagnostics (docs/mapping.md, "Diagnostics"): span events named after the
+# lint (``long_poll``, ``self_wakes``, ``lost_waker``, ``long_wait``,
+# ``deadlock``) on the task concerned; what they found under this prefix.
+LINT_PREFIX = "asyncio.lint."
+LINT_SEVERITY = "asyncio.lint.severity"
+LINT_MESSAGE = "asyncio.lint.message"

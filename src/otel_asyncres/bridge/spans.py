@@ -37,7 +37,7 @@ from opentelemetry.context import Context
 from opentelemetry.trace import NonRecordingSpan, SpanContext, Status, StatusCode
 
 from .. import records as r
-from ..records import Location, Outcome, StateOp, StateValue, WakeCause
+from ..records import Location, Outcome, Severity, StateOp, StateValue, WakeCause
 from . import semconv as sc
 from .entities import SpanEntity, Windows
 
@@ -299,6 +299,7 @@ class SpanBridge:
             r.TaskClosed: self._task_closed,
             r.WakerCloned: self._waker_cloned,
             r.WakerDropped: self._waker_dropped,
+            r.Diagnostic: self._diagnostic,
         }
         if self._resources_too:
             self._handlers.update(
@@ -609,6 +610,21 @@ class SpanBridge:
         if task.parent is None and task.app_parent is None:
             return True
         return task.active(ts) >= self._min_task
+
+    def _diagnostic(self, rec: r.Diagnostic) -> None:
+        """A lint is an event on its task's span (made a span for it, as a
+        failure would be); an error marks the span's status."""
+        task = self._tasks.get(rec.task_id) or self._recent.get(rec.task_id)
+        while task is not None and task.entity is None:  # a housekeeping task: its parent's
+            task = task.parent
+        if task is None or task.entity is None or self._show(task.entity) is None:
+            return
+        attributes: dict[str, Any] = {sc.LINT_SEVERITY: rec.severity, sc.LINT_MESSAGE: rec.message}
+        attributes.update((sc.LINT_PREFIX + k, v) for k, v in rec.attributes.items())
+        self._event(task.entity, rec.kind, attributes, rec.ts)
+        span = task.entity.span
+        if rec.severity == Severity.ERROR and span is not None and not task.entity.ended:
+            span.set_status(Status(StatusCode.ERROR, f"{rec.kind}: {rec.message}"))
 
     def _settle_joins(self, task: _Task) -> None:
         """The ops that waited for this task, now that it is decided."""

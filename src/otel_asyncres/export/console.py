@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from typing import Any, TextIO
 
@@ -19,6 +19,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import StatusCode
 
 from ..bridge import semconv as sc
+from ..records import Lint
 
 
 def use_color(stream: TextIO) -> bool:
@@ -115,9 +116,35 @@ def render(spans: Sequence[ReadableSpan], style: Any = None, omitted: int = 0) -
     out: list[str] = []
     for trace_id, members in sorted(traces.items(), key=lambda kv: min(s.start_time or 0 for s in kv[1])):
         out.extend(_render_trace(trace_id, members, style))
+    out.extend(_diagnostics_summary(spans, style))
     if omitted:
         out.append(f"... {omitted} more spans not shown (console view keeps the first {len(spans)})")
     return "\n".join(out) + ("\n" if out else "")
+
+
+def _diagnostics_summary(spans: Sequence[ReadableSpan], style: Any) -> list[str]:
+    """Every lint found, one line each, after the trees: what to look at first."""
+    found = [
+        (event.timestamp or 0, event.name, span, dict(event.attributes or {}))
+        for span in spans
+        for event in span.events
+        if event.name in Lint.ALL
+    ]
+    if not found:
+        return []
+    counts = Counter(name for _, name, _, _ in found)
+    lines = [style("bold", "diagnostics: ") + ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items()))]
+    # One line per finding: a deadlock's event is on every task of its cycle.
+    findings: dict[tuple[str, Any, Any], list[str]] = {}
+    for _, name, span, attrs in sorted(found, key=lambda f: f[0]):
+        task = dict(span.attributes or {}).get(sc.TASK_ID)
+        key = (name, attrs.get(sc.LINT_MESSAGE), attrs.get(sc.LINT_SEVERITY))
+        findings.setdefault(key, []).append(f"{span.name} #{task}")
+    for (name, message, severity), tasks in findings.items():
+        shown = style("error" if severity == "error" else "bold", name)
+        lines.append(f"  {shown}  {', '.join(dict.fromkeys(tasks))}: {message}")
+    lines.append("")
+    return lines
 
 
 def _render_trace(trace_id: int, spans: list[ReadableSpan], style: Any) -> list[str]:
@@ -186,7 +213,10 @@ def _headline(span: ReadableSpan, labels: dict[Any, str], style: Any) -> str:
         ready = attrs.get(sc.POLL_IS_READY)
         parts.append("ready" if ready else "pending" if ready is not None else "")
     if span.status.status_code is StatusCode.ERROR:
-        parts.append(style("error", f"error: {span.status.description}"))
+        description = str(span.status.description)
+        lint = description.split(":", 1)[0]
+        shown = lint if lint in Lint.ALL else description  # the lint's event says the rest
+        parts.append(style("error", f"error: {shown}"))
     if attrs.get(sc.UNFINISHED):
         parts.append(style("error", "unfinished at exit"))
     where = attrs.get(sc.CODE_FILE_PATH)
@@ -258,6 +288,8 @@ def _event_text(name: str, attrs: dict[str, Any], labels: dict[Any, str]) -> str
         return f"waker.drop ({attrs.get(sc.WAKER_DROP_REASON)})" + _via(attrs)
     if name == "exception":
         return f"exception {attrs.get('exception.type')}: {attrs.get('exception.message')}"
+    if name in Lint.ALL:
+        return f"{name}: {attrs.get(sc.LINT_MESSAGE)}"
     return ""
 
 

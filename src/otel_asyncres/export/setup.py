@@ -11,10 +11,11 @@ reported at exit, in one line, instead of passing unnoticed.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import threading
 from collections.abc import Sequence
-from typing import TextIO
+from typing import Protocol, TextIO
 
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -31,6 +32,9 @@ from .queue import ExportQueue
 
 class ReportingExporter(SpanExporter):
     """Counts exported and failed spans of the exporter it wraps."""
+
+    #: The signal its exporter sends, to tell its complaints from the others'.
+    signal = "traces"
 
     def __init__(self, inner: SpanExporter, description: str) -> None:
         self.inner = inner
@@ -97,16 +101,18 @@ class ExporterLog(logging.Handler):
 
     LOGGER = "opentelemetry.exporter"
 
-    def __init__(self, reporters: list[ReportingExporter]) -> None:
+    def __init__(self, reporters: Sequence[Complaining]) -> None:
         super().__init__(logging.WARNING)
-        self.reporters = reporters
+        self.reporters = list(reporters)
         self._logger = logging.getLogger(self.LOGGER)
         self._propagated = self._logger.propagate
 
     def emit(self, record: logging.LogRecord) -> None:
-        message = record.getMessage().split("\n", 1)[0]
+        message = _reason(record.getMessage().split("\n", 1)[0])
+        signal = _signal_of(record.name, message)
         for reporter in self.reporters:
-            reporter.complaint(message)
+            if signal is None or reporter.signal == signal:
+                reporter.complaint(message)
 
     def attach(self) -> None:
         self._logger.addHandler(self)
@@ -116,6 +122,36 @@ class ExporterLog(logging.Handler):
     def detach(self) -> None:
         self._logger.removeHandler(self)
         self._logger.propagate = self._propagated
+
+
+class Complaining(Protocol):
+    """A reporting exporter, as ExporterLog tells it what its exporter said."""
+
+    signal: str
+
+    def complaint(self, message: str) -> None: ...
+
+
+_RETRYING = re.compile(r"^Transient error (.*?),? retrying in [\d.]+ ?s\.?(.*)$")
+
+
+def _reason(message: str) -> str:
+    """The cause in an exporter's complaint, without its retry chatter:
+    "Transient error X encountered ..., retrying in 1.1s. Error details: Y"
+    says "X encountered .... Error details: Y"."""
+    retrying = _RETRYING.match(message)
+    return f"{retrying[1]}.{retrying[2]}" if retrying else message
+
+
+def _signal_of(logger: str, message: str) -> str | None:
+    """Which signal's exporter logged this: the HTTP exporters log under a
+    logger of their own, the gRPC ones share one and name the signal."""
+    text = f"{logger} {message}".lower()
+    if "metric" in text:
+        return "metrics"
+    if "trace" in text or "span" in text:
+        return "traces"
+    return None
 
 
 def otlp_exporter(settings: Settings, timeout: float | None = None) -> SpanExporter:

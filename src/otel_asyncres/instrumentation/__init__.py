@@ -13,6 +13,7 @@ from .executor import ExecutorWork
 from .futures import FutureResources
 from .joins import Joins
 from .loops import loop_classes
+from .lost_wakers import LostWakers
 from .operations import OperationWaits
 from .patching import Patcher
 from .resources import ResourceRegistry
@@ -23,7 +24,13 @@ from .waits import OpRecords
 class Instrumentation:
     """All instrumentation sources, installed and removed together."""
 
-    def __init__(self, recorder: Recorder, future_subclass: bool = False) -> None:
+    def __init__(
+        self,
+        recorder: Recorder,
+        future_subclass: bool = False,
+        long_poll_ns: int | None = None,
+        lost_wakers: bool = False,
+    ) -> None:
         self.recorder = recorder
         self._future_subclass = future_subclass
         self.tasks = TaskTracker(recorder)
@@ -33,6 +40,8 @@ class Instrumentation:
         self.operations = OperationWaits(self.resources, self.ops, self.tasks)
         self.joins = Joins(self.resources, self.ops, self.tasks)
         self.executor = ExecutorWork(self.resources, self.ops, self.tasks)
+        self.tasks.long_poll_ns = long_poll_ns
+        self.lost_wakers = LostWakers(self.tasks, self.resources, recorder.emit) if lost_wakers else None
         self._patcher = Patcher()
 
     def install(self) -> None:
@@ -44,6 +53,9 @@ class Instrumentation:
         self.joins.install(self._patcher, self.operations)
         self.executor.install(self._patcher)
         self.operations.install()
+        if self.lost_wakers is not None:
+            self.lost_wakers.install(self._patcher)
+            self.recorder.add_probe(self.lost_wakers.probe)
         self.resources.active = True
 
     def uninstall(self) -> None:

@@ -147,6 +147,33 @@ def await_chain(coro: Any) -> list[FrameType]:
     return frames
 
 
+def frame_of(obj: Any) -> FrameType | None:
+    """The frame of a coroutine, generator or async generator (None once done)."""
+    return getattr(obj, "cr_frame", None) or getattr(obj, "gi_frame", None) or getattr(obj, "ag_frame", None)
+
+
+def chain_objects(coro: Any) -> list[Any]:
+    """What a suspended coroutine chain is made of, outermost first: the
+    coroutines and generators, and the awaitable at the bottom (a Future's
+    iterator)."""
+    found = []
+    obj = coro
+    for _ in range(256):  # guards against pathological self-referencing chains
+        if obj is None:
+            break
+        found.append(obj)
+        if frame_of(obj) is None:
+            break
+        obj = _awaited(obj)
+    return found
+
+
+def _awaited(obj: Any) -> Any:
+    """What a coroutine, generator or async generator is suspended in."""
+    found = getattr(obj, "cr_await", None) or getattr(obj, "gi_yieldfrom", None)
+    return found if found is not None else getattr(obj, "ag_await", None)
+
+
 def innermost_user_frame(frames: list[FrameType]) -> FrameType | None:
     """The innermost frame of user code in a chain: the ``await`` that waits."""
     for frame in reversed(frames):

@@ -174,7 +174,7 @@ class _OpHandler:
         if family.on_wake is not None and wait.objects:
             rs = self._resource(wait)
             if rs is not None:
-                family.on_wake(rs, st)
+                family.on_wake(self.waits.registry, rs, st)
 
     def resumed(self, wait: Wait, future: Any, st: TaskState, now: int) -> bool:
         self.waits.ops.poll_started(wait, st, now)

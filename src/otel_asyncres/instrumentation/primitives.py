@@ -41,7 +41,12 @@ def _lock_owner(
     frame: FrameType,
     st: TaskState | None,
 ) -> None:
-    rs.holders = [st.id] if lock._locked and st is not None else []
+    """The task that writes ``_locked = True`` holds the lock (acquired outside
+    any task, it has no holder to name); whoever unlocks it, its holder lets go."""
+    for holder in list(rs.holders):
+        registry.let_go(rs, holder)
+    if lock._locked and st is not None:
+        registry.hold(rs, st.id)
 
 
 LOCK = Family(
@@ -78,19 +83,20 @@ def _permit_holders(
         if frame.f_code is _WAKE_UP_NEXT:
             rs.handoffs += -delta
         elif st is not None:
-            rs.holders.extend([st.id] * -delta)
+            for _ in range(-delta):
+                registry.hold(rs, st.id)
     elif delta > 0:
         for _ in range(delta):
             if st is not None and st.id in rs.holders:
-                rs.holders.remove(st.id)
+                registry.let_go(rs, st.id)
             elif rs.holders:
-                rs.holders.pop(0)
+                registry.let_go(rs, rs.holders[0])
 
 
-def _permit_handed_over(rs: ResourceState, st: TaskState) -> None:
+def _permit_handed_over(registry: ResourceRegistry, rs: ResourceState, st: TaskState) -> None:
     if rs.handoffs > 0:
         rs.handoffs -= 1
-        rs.holders.append(st.id)
+        registry.hold(rs, st.id)
 
 
 def _semaphore(cls: type, name: str) -> Family:
@@ -127,7 +133,14 @@ def _condition_state(cond: Any) -> dict[str, StateValue]:
 #: Condition is seen. Its waiters change inside the deque: they are observed
 #: when a task parks or resumes in one of its ops.
 CONDITION = Family(
-    asyncio.Condition, "asyncio.Condition", "Sync", _condition_state, watched={"_waiters"}, deltas={"waiters"}
+    asyncio.Condition,
+    "asyncio.Condition",
+    "Sync",
+    _condition_state,
+    watched={"_waiters"},
+    deltas={"waiters"},
+    # Notifying takes the lock: its holder is the one a waiter waits for.
+    held_through=lambda cond: cond._lock,
 )
 
 # -- Barrier (3.11+) -------------------------------------------------------------------

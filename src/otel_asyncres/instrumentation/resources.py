@@ -29,6 +29,8 @@ from ..records import (
     Location,
     ResourceClosed,
     ResourceCreated,
+    ResourceHeld,
+    ResourceReleased,
     ResourceStateUpdated,
     StateOp,
     StateValue,
@@ -53,8 +55,9 @@ class Family:
         units: dict[str, str] | None = None,
         on_write: Callable[[ResourceRegistry, ResourceState, Any, str, FrameType, TaskState | None], None]
         | None = None,
-        on_wake: Callable[[ResourceState, TaskState], None] | None = None,
+        on_wake: Callable[[ResourceRegistry, ResourceState, TaskState], None] | None = None,
         factories: Iterable[Any] = (),
+        held_through: Callable[[Any], Any] | None = None,
     ) -> None:
         self.cls = cls
         self.concrete_type = concrete_type
@@ -72,6 +75,8 @@ class Family:
         #: asyncio functions through which user code makes these objects
         #: (``asyncio.timeout``): construction through them is the user's.
         self.factories = frozenset(f.__code__ for f in factories if f is not None)
+        #: The object whose holders hold this one (a Condition's Lock).
+        self.held_through = held_through
 
 
 class ResourceState:
@@ -194,13 +199,20 @@ class ResourceRegistry:
         if state is None:  # seen mid-construction: created once it is whole
             rs.pending = record
         else:
-            self._announce(rs, record, state)
+            self._announce(rs, record, state, obj)
         return rs
 
-    def _announce(self, rs: ResourceState, record: ResourceCreated, state: dict[str, StateValue]) -> None:
+    def _announce(
+        self, rs: ResourceState, record: ResourceCreated, state: dict[str, StateValue], obj: Any
+    ) -> None:
         record.state = dict(state)
         rs.last = state
         rs.pending = None
+        through = rs.family.held_through
+        if through is not None:  # a Condition's own Lock is its internal child, as in its ops
+            inner = through(obj)
+            other = self.ensure(inner, parent=rs if owns(obj, inner) else None)
+            record.held_through = other.id if other is not None else None
         self._emit(record)
 
     def created(self, obj: Any, family: Family, frame: FrameType | None) -> ResourceState:
@@ -257,7 +269,7 @@ class ResourceRegistry:
         if state is None:
             return rs
         if rs.pending is not None:
-            self._announce(rs, rs.pending, state)
+            self._announce(rs, rs.pending, state, obj)
             return rs
         last = rs.last
         if state == last:
@@ -289,6 +301,18 @@ class ResourceRegistry:
         resumed = st.resumed if st is not None else None
         if resumed is not None and any(ref() is obj for ref in resumed.objects):
             resumed.touched_at = time_ns()
+
+    def hold(self, rs: ResourceState, task_id: int) -> None:
+        """``task_id`` took the resource (a Lock, one of a Semaphore's permits)."""
+        rs.holders.append(task_id)
+        if not rs.muted and rs.pending is None:
+            self._emit(ResourceHeld(time_ns(), rs.id, task_id))
+
+    def let_go(self, rs: ResourceState, task_id: int) -> None:
+        """``task_id`` gave the resource (or one permit) back."""
+        rs.holders.remove(task_id)
+        if not rs.muted and rs.pending is None:
+            self._emit(ResourceReleased(time_ns(), rs.id, task_id))
 
     def live(self) -> int:
         return len(self._states)

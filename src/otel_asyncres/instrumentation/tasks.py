@@ -36,10 +36,14 @@ from opentelemetry import trace as otel_trace
 
 from ..recorder import Recorder
 from ..records import (
+    Diagnostic,
     ErrorInfo,
+    Lint,
     Location,
     Outcome,
     PollOp,
+    Severity,
+    StateValue,
     TaskClosed,
     TaskNamed,
     TaskPollEnded,
@@ -52,7 +56,14 @@ from ..records import (
     next_task_id,
 )
 from . import hooks
-from .frames import is_runtime_callback, is_runtime_file, spawn_location
+from .frames import (
+    await_chain,
+    innermost_user_frame,
+    is_runtime_callback,
+    is_runtime_file,
+    location_of,
+    spawn_location,
+)
 from .patching import Patcher
 from .waits import Wait
 
@@ -113,6 +124,12 @@ class TaskState:
         "scheduled_args",
         "running",
         "muted",
+        "poll_ts",
+        "first_poll",
+        "resumed_at",
+        "parked_at",
+        "lost_checked",
+        "name_unsure",
     )
 
     def __init__(self, task_id: int) -> None:
@@ -153,6 +170,17 @@ class TaskState:
         #: Not recorded (its trace is sampled out, or it was spawned while the
         #: exporter could not keep up): its steps are left untouched.
         self.muted = False
+        #: When the current (or last) poll started, whether it was the first,
+        #: and the ``await`` it resumed from, if known: a long poll names them.
+        self.poll_ts = 0
+        self.first_poll = False
+        self.resumed_at: Location | None = None
+        #: When it last parked; the wait last checked for a lost waker.
+        self.parked_at = 0
+        self.lost_checked: Wait | None = None
+        #: Its first poll ran inside create_task, before some Python versions
+        #: gave it its name: the name is read again at the next poll.
+        self.name_unsure = False
 
 
 class PollMark:
@@ -294,6 +322,8 @@ class TaskTracker:
         self.max_pending = 250_000
         #: Tasks not recorded because the sinks could not keep up.
         self.shed = 0
+        #: A poll at least this long is a diagnostic (None: not looked for).
+        self.long_poll_ns: int | None = None
         self.active = False
 
     # -- public to other instrumentation sources ---------------------------
@@ -328,6 +358,14 @@ class TaskTracker:
 
     def live_tasks(self) -> int:
         return len(self._states)
+
+    def parked(self) -> list[TaskState]:
+        """The recorded tasks parked now (safe from any thread: the copy is
+        made in one step, under the GIL)."""
+        return [st for st in list(self._states.values()) if st.wait is not None and not st.muted]
+
+    def count_error(self, where: str, exc: BaseException) -> None:
+        self._recorder.count_error(where, exc)
 
     # -- installation -------------------------------------------------------
 
@@ -451,9 +489,12 @@ class TaskTracker:
         # The first step ran inside create_task (the eager task factory).
         if st.ran_eagerly or task.done() or task._fut_waiter is not None:
             self._emit(TaskPollStarted(started, st.id))
+            st.poll_ts, st.first_poll, st.resumed_at = started, True, None
             self._first_poll(st, task, started)
             if task.done():
                 st.name_hint = _name_being_given()
+            else:
+                st.name_unsure = True
             self._after_poll(st, task, time_ns())
 
     def _bind(self, st: TaskState, task: Any) -> None:
@@ -593,9 +634,15 @@ class TaskTracker:
         try:
             now = time_ns()
             self._emit(TaskPollStarted(now, st.id))
-            if not st.polled:
+            st.poll_ts = now
+            st.first_poll = not st.polled
+            if st.first_poll:
                 self._first_poll(st, task, now)
+            elif st.name_unsure:
+                st.name_unsure = False
+                self._note_name(st, task, now)
             wait = st.wait
+            st.resumed_at = wait.location if wait is not None else None
             if wait is not None:
                 st.wait = None
                 self._resume(st, wait, args, now)
@@ -644,6 +691,8 @@ class TaskTracker:
 
     def _after_poll(self, st: TaskState, task: Any, now: int) -> None:
         self._emit(TaskPollEnded(now, st.id))
+        if self.long_poll_ns is not None and now - st.poll_ts >= self.long_poll_ns:
+            self._long_poll(st, task, now)
         pending, st.pending_wait = st.pending_wait, None
         resumed, st.resumed = st.resumed, None
         future = None if task.done() else task._fut_waiter
@@ -663,12 +712,44 @@ class TaskTracker:
             self._close(st, task, now)
 
     def _park(self, st: TaskState, task: Any, wait: Wait, now: int) -> None:
+        st.parked_at = now  # first: another thread may read both
         st.wait = wait
         if _HAS_CANCELLING:
             st.cancelling = task.cancelling()
         self._emit(WakerCloned(now, st.id, wait.resource_id, wait.op_id, wait.awaited_task_id))
         if wait.op_id is not None and wait.resource_id is not None:
             self._emit(PollOp(now, wait.op_id, wait.resource_id, wait.op_name, False))
+
+    def _long_poll(self, st: TaskState, task: Any, now: int) -> None:
+        """A poll that blocked the loop: where it resumed and where it gave
+        the loop back (found only now: the walk is paid by long polls alone)."""
+        duration = now - st.poll_ts
+        started = st.resumed_at
+        if st.first_poll:
+            code = getattr(task.get_coro(), "cr_code", None)
+            if code is not None:
+                name = getattr(code, "co_qualname", code.co_name)  # 3.11+
+                started = Location(code.co_filename, code.co_firstlineno, name)
+        attributes: dict[str, StateValue] = {
+            "duration": duration / 1e9,
+            "threshold": (self.long_poll_ns or 0) / 1e9,
+        }
+        resumed = "started" if st.first_poll else "resumed"
+        if started is not None:
+            attributes["started_at"] = str(started)
+            resumed += f" at {started}"
+        elif not st.first_poll:
+            resumed += " after a yield or an unrecorded wait"
+        if task.done():
+            ended = "returned"
+        else:
+            frame = innermost_user_frame(await_chain(task.get_coro()))
+            yielded = location_of(frame) if frame is not None else None
+            if yielded is not None:
+                attributes["yielded_at"] = str(yielded)
+            ended = f"yielded at {yielded}" if yielded is not None else "yielded"
+        message = f"a poll of {duration / 1e6:.1f} ms blocked the event loop: {resumed}, {ended}"
+        self._emit(Diagnostic(now, Lint.LONG_POLL, st.id, Severity.WARNING, message, attributes))
 
     def _classify(self, st: TaskState, task: Any, future: Any, now: int, resumed: Wait | None) -> Wait:
         for classify in self._classifiers:

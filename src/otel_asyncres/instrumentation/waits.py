@@ -71,6 +71,7 @@ class Wait:
         "handler",
         "held",
         "key",
+        "location",
         "objects",
         "op_id",
         "op_name",
@@ -99,6 +100,8 @@ class Wait:
         self.handler = handler
         #: Identifies the op across parks: the id of the op's coroutine frame.
         self.key = key
+        #: The ``await`` in user code, when known (where a poll resumes).
+        self.location: Location | None = None
         #: Weak references to the resources the op involves, for observation.
         self.objects: tuple[Any, ...] = ()
         #: The same resources, held for the one poll the op resumes in, so
@@ -136,7 +139,9 @@ class OpRecords:
         task_id = st.id if st is not None else None
         self._emit(AsyncOpCreated(ts, op_id, resource_id, task_id, source, location))
         self._emit(AsyncOpPollStarted(ts, op_id, task_id))
-        return Wait(future, resource_id, op_id, source, handler=handler, key=key)
+        wait = Wait(future, resource_id, op_id, source, handler=handler, key=key)
+        wait.location = location
+        return wait
 
     def parked(self, wait: Wait, now: int) -> None:
         """The poll that opened the op left it pending: for ops a task waits

@@ -1,0 +1,117 @@
+"""The MeterProvider for runtime metrics, when the application has none.
+
+It exports over OTLP next to the traces, with the same protocol: the
+endpoint is the traces' one with ``/v1/metrics`` for ``/v1/traces`` over
+HTTP, unless ``OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`` names one. Everything
+else (``OTEL_METRIC_EXPORT_INTERVAL``, headers, timeouts, compression) is the
+SDK's to read, as for any OpenTelemetry program.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+from opentelemetry import metrics
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import (
+    MetricExporter,
+    MetricExportResult,
+    MetricsData,
+    PeriodicExportingMetricReader,
+)
+from opentelemetry.sdk.resources import Resource
+
+from ..config import Settings
+
+_TRACES_PATH = "/v1/traces"
+
+
+def metrics_endpoint(settings: Settings, environ: Any = None) -> str:
+    env = os.environ if environ is None else environ
+    specific = (env.get("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT") or "").strip()
+    if specific:
+        return specific
+    endpoint = settings.endpoint
+    if settings.protocol == "http/protobuf" and endpoint.endswith(_TRACES_PATH):
+        return endpoint[: -len(_TRACES_PATH)] + "/v1/metrics"
+    return endpoint
+
+
+def otlp_metric_exporter(settings: Settings) -> MetricExporter:
+    endpoint = metrics_endpoint(settings)
+    if settings.protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter as Grpc
+
+        return Grpc(endpoint=endpoint, insecure=endpoint.startswith("http://"))
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as Http
+
+    return Http(endpoint=endpoint)
+
+
+class ReportingMetricExporter(MetricExporter):
+    """Counts the metric exports that failed, and hears why (see ExporterLog),
+    so that a collector that takes no metrics is one line at exit."""
+
+    signal = "metrics"
+
+    def __init__(self, inner: MetricExporter, description: str) -> None:
+        super().__init__(
+            preferred_temporality=inner._preferred_temporality,
+            preferred_aggregation=inner._preferred_aggregation,
+        )
+        self.inner = inner
+        self.description = description
+        self.exports = 0
+        self.failed = 0
+        self.last_error: str | None = None
+        self._lock = threading.Lock()
+
+    def export(
+        self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
+    ) -> MetricExportResult:
+        try:
+            result = self.inner.export(metrics_data, timeout_millis=timeout_millis, **kwargs)
+        except Exception as exc:  # an exporter bug must not kill the reader's thread
+            result = MetricExportResult.FAILURE
+            self.last_error = f"{type(exc).__name__}: {exc}"
+        with self._lock:
+            self.exports += 1
+            if result is not MetricExportResult.SUCCESS:
+                self.failed += 1
+        return result
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        return self.inner.force_flush(timeout_millis)
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        self.inner.shutdown(timeout_millis=timeout_millis, **kwargs)
+
+    def complaint(self, message: str) -> None:
+        self.last_error = message
+
+    def summary(self) -> str | None:
+        if not self.failed:
+            return None
+        why = self.last_error or "the exporter reported failure"
+        exports = f"{self.failed} of {self.exports} metric exports"
+        return f"otel-asyncres: {exports} to {self.description} failed: {why}"
+
+
+def build_meter_provider(
+    settings: Settings, resource: Resource
+) -> tuple[MeterProvider, ReportingMetricExporter]:
+    """A provider exporting over OTLP as configured, and its reporter."""
+    description = f"{metrics_endpoint(settings)} ({settings.protocol})"
+    reporter = ReportingMetricExporter(otlp_metric_exporter(settings), description)
+    reader = PeriodicExportingMetricReader(reporter)
+    return MeterProvider(metric_readers=[reader], resource=resource, shutdown_on_exit=False), reporter
+
+
+def application_meter_provider() -> Any:
+    """The application's global MeterProvider, if it has set one."""
+    provider = metrics.get_meter_provider()
+    if type(provider).__name__ in ("_ProxyMeterProvider", "NoOpMeterProvider"):
+        return None
+    return provider
