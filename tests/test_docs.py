@@ -21,10 +21,13 @@ MARKDOWN = sorted(
 def shape(tree: str) -> Counter[str]:
     """The lines of a console tree without what changes from run to run:
     the tree drawing (siblings that start together come in either order),
-    durations, offsets and the trace id."""
+    durations, offsets, the trace id, and whether a resource was collected
+    before exit (the garbage collector's timing varies by Python version)."""
     lines = Counter()
     for line in tree.splitlines():
         text = re.sub(r"^[\s│├└─]+", "", line)
+        if text.startswith("resource "):
+            text = text.replace("  unfinished at exit", "")
         text = re.sub(r"\d+(\.\d+)?ms", "<t>", text)
         text = re.sub(r"trace [0-9a-f]{32}", "trace <id>", text)
         if text:
