@@ -405,7 +405,9 @@ def test_contention_and_timeouts_are_not_deadlocks(diagnosed, run):
         a, b = asyncio.Lock(), asyncio.Lock()
         return await asyncio.gather(impatient(a, b), impatient(b, a))
 
-    assert run(main) == ["gave up", "gave up"]
+    # One gives up; the other may then get its lock in time (the program's
+    # own timing): an inversion that timeouts end is no deadlock.
+    assert "gave up" in run(main)
     assert found == []
     assert [e for e in lints(traced.spans()) if e[0] == "deadlock"] == []
 

@@ -18,8 +18,7 @@ next window.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from opentelemetry import trace
 from opentelemetry.context import Context
@@ -38,8 +37,20 @@ class Windows:
         self.events = events
 
 
+class Described(Protocol):
+    """What an entity describes (a task, a resource): what a window ending
+    says of it so far."""
+
+    def snapshot(self, ts: int) -> dict[str, Any]: ...
+
+
 class SpanEntity:
-    """One task, resource or op: a span on demand."""
+    """One task, resource or op: a span on demand.
+
+    A program may have tens of thousands of them alive at once, most never
+    shown, and every container they hold is one more object for the cyclic
+    garbage collector to walk at each full collection: so the links and
+    events kept are lists made only when there is one to keep."""
 
     __slots__ = (
         "_attributes",
@@ -52,8 +63,8 @@ class SpanEntity:
         "event_count",
         "muted",
         "parent",
+        "owner",
         "parent_context",
-        "snapshot",
         "span",
         "start",
         "window",
@@ -66,19 +77,19 @@ class SpanEntity:
         start: int,
         attributes: dict[str, Any],
         parent: SpanEntity | Context | None,
-        snapshot: Callable[[int], dict[str, Any]] | None = None,
+        owner: Described | None = None,
     ) -> None:
         self._name = name
         self.start = start
         self._attributes = attributes
-        self._links: list[Link] = []
-        self._events: list[tuple[str, dict[str, Any], int]] = []
+        self._links: list[Link] | None = None
+        self._events: list[tuple[str, dict[str, Any], int]] | None = None
         #: The parent entity, or a ready context (an application span, or an
         #: empty Context for a new trace).
         self.parent = parent
         self.parent_context: Context | None = None
-        #: Attributes describing the entity so far, set on each window as it ends.
-        self.snapshot = snapshot
+        #: What it describes, asked for its attributes so far as each window ends.
+        self.owner = owner
         self.span: Span | None = None
         self.context: Context | None = None
         self.window = 0
@@ -106,15 +117,19 @@ class SpanEntity:
             self.span.set_attributes(attributes)
 
     def add_link(self, context: trace.SpanContext, attributes: dict[str, Any]) -> None:
-        link = Link(context, attributes)
-        self._links.append(link)
-        if self.span is not None:
+        if self.span is None:
+            if self._links is None:
+                self._links = []
+            self._links.append(Link(context, attributes))
+        else:
             self.span.add_link(context, attributes)
 
     def add_event(
         self, name: str, attributes: dict[str, Any], ts: int, tracer: Any, windows: Windows
     ) -> None:
         if self.span is None:
+            if self._events is None:
+                self._events = []
             self._events.append((name, attributes, ts))
             return
         if self.event_count >= windows.events:
@@ -140,13 +155,13 @@ class SpanEntity:
             else:
                 parent_context = parent if parent is not None else Context()
             self.parent_context = parent_context
-            self._open(tracer, self.start, self._links)
+            links, self._links = self._links, None
+            self._open(tracer, self.start, links or [])
+            events, self._events = self._events, None
             if self.span is None or not self.span.is_recording():
                 self.muted = True
-                self._events = []
                 return None
-            events, self._events = self._events, []
-            for name, attributes, ts in events:
+            for name, attributes, ts in events or ():
                 self.add_event(name, attributes, ts, tracer, windows)
             if self._ending is not None:  # made a span after it ended
                 (ts, attributes), self._ending = self._ending, None
@@ -179,8 +194,8 @@ class SpanEntity:
         if self.span is None:
             return
         previous = self.span
-        if self.snapshot is not None:
-            previous.set_attributes(self.snapshot(ts))
+        if self.owner is not None:
+            previous.set_attributes(self.owner.snapshot(ts))
         previous.set_attributes({sc.WINDOW_INDEX: self.window, sc.WINDOW_LAST: False})
         previous.end(end_time=ts)
         self.window += 1
@@ -190,7 +205,7 @@ class SpanEntity:
     def forget_events(self) -> None:
         """Drop what was kept for a span that was not made (an entity ended
         hidden is kept a while, for late links, but not its events)."""
-        self._events = []
+        self._events = None
 
     def due(self, now: int, windows: Windows) -> bool:
         """Whether the current window has lasted long enough to end."""
@@ -213,5 +228,4 @@ class SpanEntity:
         self.span = NonRecordingSpan(self.span.get_span_context())
         self.context = trace.set_span_in_context(self.span, Context())
         self.parent = self.parent_context = None
-        self._links = []
-        self._events = []
+        self._links = self._events = None

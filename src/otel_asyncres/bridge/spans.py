@@ -172,8 +172,9 @@ class _Task:
         #: waiting for children is only worth a span if the children are.
         self.join_idle = 0
         self.join_since: int | None = None
-        #: Ops waiting for this task, ended before it: decided when it ends.
-        self.joined_by: list[tuple[_Op, int, str | None, r.ErrorInfo | None]] = []
+        #: Ops waiting for this task, ended before it: decided when it ends
+        #: (made when there is one: most tasks have none).
+        self.joined_by: list[tuple[_Op, int, str | None, r.ErrorInfo | None]] | None = None
 
     def active(self, now: int) -> int:
         """Its life so far but for the time it waited to be run and the time
@@ -184,6 +185,9 @@ class _Task:
         if self.join_since is not None:
             active -= max(now - self.join_since, 0)
         return active
+
+    def snapshot(self, ts: int) -> dict[str, Any]:
+        return self.statistics(ts)
 
     def statistics(self, end: int) -> dict[str, Any]:
         lifetime = max(end - self.spawned, 0)
@@ -217,6 +221,9 @@ class _Resource:
         #: For a task awaited by others: its id. Such a resource is shown only
         #: with an op on it: its life is the task's, already a span of its own.
         self.awaited = awaited
+
+    def snapshot(self, ts: int) -> dict[str, Any]:
+        return self.final_state()
 
     def final_state(self) -> dict[str, Any]:
         attrs: dict[str, Any] = {sc.RESOURCE_STATE_PREFIX + k: v for k, v in self.state.items()}
@@ -256,11 +263,12 @@ class _Op:
         #: Kept with the op: a task's resource ends before the gather op on it.
         self.resource = resource
         self.code = code
-        #: (start, end, is_ready) of each poll, made into spans when shown.
-        self.polls: list[tuple[int, int, bool]] = []
+        #: (start, end, is_ready) of each poll, made into spans when shown
+        #: (kept only when there are poll spans to make).
+        self.polls: list[tuple[int, int, bool]] | None = None
         self.poll_start: int | None = None
         #: Tasks whose action woke the op, linked when it is shown.
-        self.wakers: list[int] = []
+        self.wakers: list[int] | None = None
 
 
 class SpanBridge:
@@ -427,9 +435,7 @@ class SpanBridge:
         if rec.adopted:
             attributes[sc.TASK_ADOPTED] = True
         task = _Task(None, rec.ts, app, spawner)
-        task.entity = SpanEntity(
-            sc.TASK_SPAN.format(rec.coroutine), rec.ts, attributes, parent, task.statistics
-        )
+        task.entity = SpanEntity(sc.TASK_SPAN.format(rec.coroutine), rec.ts, attributes, parent, task)
         self._tasks[rec.task_id] = task
         if spawned_by is not None and spawned_by.entity is not None:
             context = self._task_span_context(spawned_by)
@@ -495,13 +501,15 @@ class SpanBridge:
 
     def _note_waker(self, op: _Op, waker_id: int) -> None:
         op.entity.set_attributes({sc.WAKER_TASK_ID: waker_id})
+        if op.wakers is None:
+            op.wakers = []
         op.wakers.append(waker_id)
         if op.entity.shown:
             self._link_wakers(op)
 
     def _link_wakers(self, op: _Op) -> None:
-        wakers, op.wakers = op.wakers, []
-        for waker_id in wakers:
+        wakers, op.wakers = op.wakers, None
+        for waker_id in wakers or ():
             context = self._task_context_by_id(waker_id)
             if context is not None:
                 op.entity.add_link(context, {sc.LINK_RELATION: sc.LINK_WOKEN_BY})
@@ -628,8 +636,8 @@ class SpanBridge:
 
     def _settle_joins(self, task: _Task) -> None:
         """The ops that waited for this task, now that it is decided."""
-        joined, task.joined_by = task.joined_by, []
-        for op, ts, outcome, error in joined:
+        joined, task.joined_by = task.joined_by, None
+        for op, ts, outcome, error in joined or ():
             self._finish_op(op, ts, outcome, error, False)
 
     # -- resources -----------------------------------------------------------------
@@ -663,7 +671,7 @@ class SpanBridge:
         entity = SpanEntity(sc.RESOURCE_SPAN.format(rec.concrete_type), rec.ts, attributes, parent)
         awaited = rec.task_id if rec.concrete_type == _TASK_RESOURCE else None
         res = _Resource(entity, rec.ts, rec.state, awaited)
-        entity.snapshot = lambda ts: res.final_state()
+        entity.owner = res
         self._resources[rec.resource_id] = res
         if self._everything:
             self._show(entity)
@@ -760,16 +768,20 @@ class SpanBridge:
             rec.ts,
         )
         start, op.poll_start = op.poll_start, None
-        if start is not None:
-            op.polls.append((start, rec.ts, rec.is_ready))
+        if start is not None and self._op_polls:
+            self._keep_poll(op, start, rec.ts, rec.is_ready)
             if op.entity.shown:
                 self._op_poll_spans(op)
 
+    @staticmethod
+    def _keep_poll(op: _Op, start: int, end: int, ready: bool) -> None:
+        if op.polls is None:
+            op.polls = []
+        op.polls.append((start, end, ready))
+
     def _op_poll_spans(self, op: _Op) -> None:
-        polls, op.polls = op.polls, []
-        if not self._op_polls:
-            return
-        for start, end, ready in polls:
+        polls, op.polls = op.polls, None
+        for start, end, ready in polls or ():
             attributes: dict[str, Any] = {sc.ASYNC_OP_ID: op.op_id, **op.code, sc.POLL_IS_READY: ready}
             if op.task_id is not None:
                 attributes[sc.TASK_ID] = op.task_id
@@ -811,6 +823,8 @@ class SpanBridge:
         if target is not None and not op.entity.shown and not unfinished and outcome == Outcome.OK:
             # A wait for a task that is ending (gather's ops end just before
             # the task's own record): worth a span only if the task is.
+            if target.joined_by is None:
+                target.joined_by = []
             target.joined_by.append((op, ts, outcome, error))
             return
         self._finish_op(op, ts, outcome, error, unfinished)
@@ -825,8 +839,8 @@ class SpanBridge:
             self._count_hidden(op)
             entity.end(ts)
             return
-        if op.poll_start is not None:  # a poll still running at exit
-            op.polls.append((op.poll_start, ts, False))
+        if op.poll_start is not None and self._op_polls:  # a poll still running at exit
+            self._keep_poll(op, op.poll_start, ts, False)
         self._op_poll_spans(op)
         attributes: dict[str, Any] = {sc.ASYNC_OP_POLLS: op.poll_count}
         if outcome is not None:

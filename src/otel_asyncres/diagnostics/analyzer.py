@@ -35,8 +35,10 @@ logger = logging.getLogger("otel_asyncres")
 #: Wakes a task must have had before its self-wakes are judged.
 SELF_WAKE_MIN_WAKES = 50
 
-#: Resource kinds whose ops are not waits for something else.
-_NOT_WAITS = frozenset({"Timer"})
+#: Resource kinds whose ops are not waits worth a warning: a timer lasts as
+#: long as it was asked to, and waiting for a task (a worker, a group) for a
+#: long time is what a task that delegates does.
+_NOT_WAITS = frozenset({"Timer", "Task"})
 
 
 @dataclass(frozen=True)
@@ -59,8 +61,12 @@ class _Task:
         self.location = location
         self.wakes = 0
         self.self_wakes = 0
-        #: The kinds of diagnostic already logged for it (logged once each).
-        self.warned: set[str] = set()
+        #: The kinds of diagnostic already logged for it (logged once each;
+        #: most tasks have none, so the set is made for the first).
+        self.warned: set[str] | None = None
+
+    def warned_of(self, kind: str) -> bool:
+        return self.warned is not None and kind in self.warned
 
 
 class _Op:
@@ -147,10 +153,12 @@ class Diagnostics:
         self._out.append(rec)
         self.counts[rec.kind] = self.counts.get(rec.kind, 0) + 1
         task = self._tasks.get(rec.task_id)
-        if task is not None and rec.kind in task.warned:
+        if task is not None and task.warned_of(rec.kind):
             return
         label = f"task {task.name} #{rec.task_id}" if task is not None else f"task #{rec.task_id}"
         if task is not None:
+            if task.warned is None:
+                task.warned = set()
             task.warned.add(rec.kind)
             if task.location is not None:
                 label += f" (spawned at {task.location})"
@@ -196,7 +204,7 @@ class Diagnostics:
         if task is not None:
             self._self_wakes(rec.task_id, task, rec.ts)
             lost = rec.outcome == Outcome.LOST and self.options.lost_wakers
-            if lost and Lint.LOST_WAKER not in task.warned:
+            if lost and not task.warned_of(Lint.LOST_WAKER):
                 message = "destroyed while pending: nothing could wake it any more"
                 self._diagnose(rec.ts, Lint.LOST_WAKER, rec.task_id, Severity.ERROR, message, {})
             del self._tasks[rec.task_id]
@@ -205,7 +213,7 @@ class Diagnostics:
 
     def _self_wakes(self, task_id: int, task: _Task, now: int) -> None:
         ratio = self.options.self_wake_ratio
-        if ratio is None or Lint.SELF_WAKES in task.warned or task.wakes < SELF_WAKE_MIN_WAKES:
+        if ratio is None or task.wakes < SELF_WAKE_MIN_WAKES or task.warned_of(Lint.SELF_WAKES):
             return
         share = task.self_wakes / task.wakes
         if share > ratio:
@@ -225,8 +233,7 @@ class Diagnostics:
     def _resource_created(self, rec: r.ResourceCreated) -> None:
         self._resources[rec.resource_id] = (rec.concrete_type, rec.kind)
         if self._graph is not None:
-            owner = rec.task_id if rec.kind == "Task" and rec.concrete_type == "asyncio.Task" else None
-            self._graph.resource_created(rec.resource_id, rec.concrete_type, owner, rec.held_through)
+            self._graph.resource_created(rec.resource_id, rec.concrete_type, rec.task_id, rec.held_through)
 
     def _resource_closed(self, rec: r.ResourceClosed) -> None:
         self._resources.pop(rec.resource_id, None)

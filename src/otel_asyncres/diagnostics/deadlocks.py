@@ -59,35 +59,38 @@ class Deadlock:
 
 
 class _Resource:
-    __slots__ = ("held_through", "holders", "id", "owner", "type")
+    __slots__ = ("held_through", "holders", "id", "type")
 
-    def __init__(self, rid: int, concrete_type: str, owner: int | None, held_through: int | None) -> None:
+    def __init__(self, rid: int, concrete_type: str, held_through: int | None) -> None:
         self.id = rid
         self.type = concrete_type
-        #: A joined task's own id: the one owner of the resource it is.
-        self.owner = owner
         self.held_through = held_through
-        self.holders: Counter[int] = Counter()
+        #: Made at the first holder: most resources are never held.
+        self.holders: Counter[int] | None = None
 
 
-class _Op:
-    __slots__ = ("location", "resource_id", "source", "task_id")
+#: An open op: (task id, resource id, source).
+_Op = tuple[int, int, str]
 
-    def __init__(self, task_id: int, resource_id: int, source: str, location: Location | None) -> None:
-        self.task_id = task_id
-        self.resource_id = resource_id
-        self.source = source
-        self.location = location
+_JOIN_TYPE = "asyncio.Task"
 
 
 class WaitGraph:
-    """Who waits for whom, kept up to date from the records."""
+    """Who waits for whom, kept up to date from the records.
+
+    Programs keep thousands of tasks, joins and ops alive at once: what is
+    kept of each is ints and strings in tuples and dicts, which the cyclic
+    garbage collector does not need to walk (as it would objects)."""
 
     def __init__(self) -> None:
         self._names: dict[int, str] = {}
+        #: Resources that can be held (Locks, Semaphores, Conditions).
         self._resources: dict[int, _Resource] = {}
+        #: The resource a task is to those who join it: its task id.
+        self._joined: dict[int, int] = {}
         self._ops: dict[int, _Op] = {}
-        self._task_ops: dict[int, set[int]] = {}
+        self._locations: dict[int, Location] = {}
+        self._task_ops: dict[int, tuple[int, ...]] = {}
         self._parked: set[int] = set()
         #: The cycles reported and still standing, by the tasks in them.
         self._reported: dict[frozenset[int], Deadlock] = {}
@@ -106,39 +109,51 @@ class WaitGraph:
         self._names.pop(task_id, None)
         for op_id in self._task_ops.pop(task_id, ()):
             self._ops.pop(op_id, None)
+            self._locations.pop(op_id, None)
 
     def resource_created(
-        self, rid: int, concrete_type: str, owner: int | None, held_through: int | None
+        self, rid: int, concrete_type: str, task_id: int | None, held_through: int | None
     ) -> None:
-        self._resources[rid] = _Resource(rid, concrete_type, owner, held_through)
+        """``task_id``: for a joined task, the task itself, its one owner."""
+        if concrete_type == _JOIN_TYPE and task_id is not None:
+            self._joined[rid] = task_id
+        else:
+            self._resources[rid] = _Resource(rid, concrete_type, held_through)
 
     def resource_closed(self, rid: int) -> None:
         self._resources.pop(rid, None)
+        self._joined.pop(rid, None)
 
     def held(self, rid: int, task_id: int) -> None:
         res = self._resources.get(rid)
         if res is not None:
+            if res.holders is None:
+                res.holders = Counter()
             res.holders[task_id] += 1
 
     def released(self, rid: int, task_id: int) -> None:
         res = self._resources.get(rid)
-        if res is not None and res.holders[task_id] > 0:
+        if res is not None and res.holders is not None and res.holders[task_id] > 0:
             res.holders[task_id] -= 1
             if not res.holders[task_id]:
                 del res.holders[task_id]
 
     def op_created(self, op_id: int, task_id: int, rid: int, source: str, location: Location | None) -> None:
-        self._ops[op_id] = _Op(task_id, rid, source, location)
-        self._task_ops.setdefault(task_id, set()).add(op_id)
+        self._ops[op_id] = (task_id, rid, source)
+        if location is not None:
+            self._locations[op_id] = location
+        self._task_ops[task_id] = (*self._task_ops.get(task_id, ()), op_id)
 
     def op_closed(self, op_id: int) -> None:
         op = self._ops.pop(op_id, None)
+        self._locations.pop(op_id, None)
         if op is not None:
-            ops = self._task_ops.get(op.task_id)
-            if ops is not None:
-                ops.discard(op_id)
-                if not ops:
-                    del self._task_ops[op.task_id]
+            task_id = op[0]
+            left = tuple(o for o in self._task_ops.get(task_id, ()) if o != op_id)
+            if left:
+                self._task_ops[task_id] = left
+            else:
+                self._task_ops.pop(task_id, None)
 
     def unparked(self, task_id: int) -> None:
         """Woken or running: not waiting for anyone; a cycle it was in is over."""
@@ -162,23 +177,24 @@ class WaitGraph:
     # -- the analysis ---------------------------------------------------------------------
 
     def _owners(self, rid: int) -> set[int]:
+        joined = self._joined.get(rid)
+        if joined is not None:
+            return {joined}
         res = self._resources.get(rid)
         if res is None:
             return set()
-        if res.owner is not None:
-            return {res.owner}
         if res.held_through is not None:
             res = self._resources.get(res.held_through) or res
-        return set(res.holders)
+        return set(res.holders or ())
 
-    def _waits(self, task_id: int) -> list[tuple[_Op, set[int]]]:
-        ops = [self._ops[op_id] for op_id in self._task_ops.get(task_id, ())]
-        return [(op, self._owners(op.resource_id)) for op in ops]
+    def _waits(self, task_id: int) -> list[tuple[int, set[int]]]:
+        """The task's open ops, each with the owners it waits for."""
+        return [(op_id, self._owners(self._ops[op_id][1])) for op_id in self._task_ops.get(task_id, ())]
 
     def _deadlocked_from(self, start: int) -> set[int]:
         """The greatest set of blocked tasks, reachable from ``start``, each
         of whose waits is on owners that are all in the set."""
-        waits: dict[int, list[tuple[_Op, set[int]]]] = {}
+        waits: dict[int, list[tuple[int, set[int]]]] = {}
         pending = [start]
         while pending:
             task_id = pending.pop()
@@ -204,10 +220,13 @@ class WaitGraph:
         task_id = start
         while task_id not in seen:
             seen[task_id] = len(path)
-            op, owners = min(self._waits(task_id), key=lambda w: w[0].resource_id)
-            res = self._resources[op.resource_id]
+            op_id, owners = min(self._waits(task_id))
+            _, rid, source = self._ops[op_id]
+            res = self._resources.get(rid)
+            concrete_type = res.type if res is not None else _JOIN_TYPE
             owner = min(owners & deadlocked)
             name = self._names.get(task_id, "?")
-            path.append(DeadlockedTask(task_id, name, op.source, res.type, res.id, op.location, owner))
+            location = self._locations.get(op_id)
+            path.append(DeadlockedTask(task_id, name, source, concrete_type, rid, location, owner))
             task_id = owner
         return Deadlock(tuple(path[seen[task_id] :]))

@@ -92,8 +92,9 @@ class ResourceState:
         self.previous: dict[str, StateValue] = {}
         self.internal = internal
         #: Tasks holding the resource (a Lock's owner, a Semaphore's permits):
-        #: asyncio does not track them; diagnostics need them.
-        self.holders: list[int] = []
+        #: asyncio does not track them; diagnostics need them. A list from the
+        #: first holder on (most resources, a joined task, never have one).
+        self.holders: list[int] | tuple[()] = ()
         #: Permits given up on behalf of waiters not yet woken.
         self.handoffs = 0
         #: The creation record, held back while the object is half-built.
@@ -175,7 +176,8 @@ class ResourceRegistry:
         rs = ResourceState(next_resource_id(), family, internal=internal)
         key = id(obj)
         self._states[key] = rs
-        self._refs[rs.id] = weakref.ref(obj, _Gone(self, rs, key))
+        ref = self._refs[rs.id] = _ResourceRef(obj, _resource_gone)
+        ref.registry, ref.rs, ref.key = self, rs, key
         if task_id is None:
             current = self.tracker.current()
             if current is not None and current.muted:
@@ -304,13 +306,16 @@ class ResourceRegistry:
 
     def hold(self, rs: ResourceState, task_id: int) -> None:
         """``task_id`` took the resource (a Lock, one of a Semaphore's permits)."""
+        if not isinstance(rs.holders, list):
+            rs.holders = []
         rs.holders.append(task_id)
         if not rs.muted and rs.pending is None:
             self._emit(ResourceHeld(time_ns(), rs.id, task_id))
 
     def let_go(self, rs: ResourceState, task_id: int) -> None:
         """``task_id`` gave the resource (or one permit) back."""
-        rs.holders.remove(task_id)
+        if isinstance(rs.holders, list):
+            rs.holders.remove(task_id)
         if not rs.muted and rs.pending is None:
             self._emit(ResourceReleased(time_ns(), rs.id, task_id))
 
@@ -318,21 +323,22 @@ class ResourceRegistry:
         return len(self._states)
 
 
-class _Gone:
-    """Weak-reference callback: the resource's object was collected."""
+class _ResourceRef(weakref.ref):  # type: ignore[type-arg]
+    """A weak reference to a resource's object that knows its resource: one
+    object per resource rather than a reference and a callback object."""
 
     __slots__ = ("key", "registry", "rs")
+    key: int
+    registry: ResourceRegistry
+    rs: ResourceState
 
-    def __init__(self, registry: ResourceRegistry, rs: ResourceState, key: int) -> None:
-        self.registry = registry
-        self.rs = rs
-        self.key = key
 
-    def __call__(self, _ref: Any) -> None:
-        try:
-            self.registry._gone(self.rs, self.key)
-        except Exception as exc:
-            self.registry.recorder.count_error("resource gone", exc)
+def _resource_gone(ref: _ResourceRef) -> None:
+    """Weak-reference callback: the resource's object was collected."""
+    try:
+        ref.registry._gone(ref.rs, ref.key)
+    except Exception as exc:
+        ref.registry.recorder.count_error("resource gone", exc)
 
 
 def _safe_read(family: Family, obj: Any) -> dict[str, StateValue] | None:

@@ -185,19 +185,46 @@ class TaskState:
 
 class PollMark:
     """Stands in the loop's ready queue just before (or after) a task's step,
-    like a Handle: the loop only reads ``_cancelled`` and calls ``_run``."""
+    like a Handle: the loop only reads ``_cancelled`` and calls ``_run``.
+    It reads the task through its state at run time: holding the task's weak
+    reference would keep the task registered after its end."""
 
-    __slots__ = ("_run", "_cancelled")
+    __slots__ = ("_cancelled", "state", "tracker")
 
-    def __init__(self, run: Callable[[], None]) -> None:
-        self._run = run
+    def __init__(self, tracker: TaskTracker, st: TaskState) -> None:
+        self.tracker = tracker
+        self.state = st
         self._cancelled = False
 
     def cancel(self) -> None:
         self._cancelled = True
 
+    def _run(self) -> None:
+        raise NotImplementedError
+
     def __repr__(self) -> str:
         return "<otel-asyncres poll mark>"
+
+
+class PollBegin(PollMark):
+    __slots__ = ()
+
+    def _run(self) -> None:
+        st = self.state
+        task = st.ref() if st.ref is not None else None
+        if task is not None:
+            st.running = task
+            self.tracker.poll_begin(st, task, st.scheduled_args)
+
+
+class PollEnd(PollMark):
+    __slots__ = ()
+
+    def _run(self) -> None:
+        st = self.state
+        task, st.running = st.running, None
+        if task is not None:
+            self.tracker.poll_finish(st, task)
 
 
 class TaskRef(weakref.ref):  # type: ignore[type-arg]
@@ -406,20 +433,7 @@ class TaskTracker:
         st.scheduled_args = args
         marks = st.marks
         if marks is None:
-            # The markers read the task through the state at run time: holding
-            # its weak reference here would keep it registered after the end.
-            def begin() -> None:
-                task = st.ref() if st.ref is not None else None
-                if task is not None:
-                    st.running = task
-                    self.poll_begin(st, task, st.scheduled_args)
-
-            def end() -> None:
-                task, st.running = st.running, None
-                if task is not None:
-                    self.poll_finish(st, task)
-
-            marks = st.marks = (PollMark(begin), PollMark(end))
+            marks = st.marks = (PollBegin(self, st), PollEnd(self, st))
         return marks
 
     def cause_of(self, callback: Any, args: tuple[Any, ...]) -> TaskState | None:
@@ -778,6 +792,9 @@ class TaskTracker:
         if self._states.get(st.key) is st:
             del self._states[st.key]
         st.ref = None  # drops the weak reference: its callback will not run
+        # The markers refer back to the state: without the cycle, the state is
+        # freed as soon as the last marker has run, not by a collection.
+        st.marks = None
 
     def _on_task_gone(self, ref: TaskRef) -> None:
         """A task was destroyed while pending ("Task was destroyed but it is
