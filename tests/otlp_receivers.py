@@ -89,8 +89,10 @@ class Receiver:
     #: The OTEL_EXPORTER_OTLP_PROTOCOL value that reaches this receiver.
     protocol = ""
 
-    def __init__(self) -> None:
+    def __init__(self, metrics: bool = True) -> None:
         self.endpoint = ""
+        #: False: a traces-only backend (Jaeger, Tempo): metrics are refused.
+        self.takes_metrics = metrics
         self.requests: list[ExportTraceServiceRequest] = []
         self.metric_requests: list[ExportMetricsServiceRequest] = []
         #: Requests answered with ``fail_with`` (not in ``requests``).
@@ -206,15 +208,16 @@ class GrpcReceiver(Receiver):
 
     protocol = "grpc"
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, metrics: bool = True) -> None:
+        super().__init__(metrics)
         self.metadata: list[dict[str, Any]] = []
         self._server: grpc.Server | None = None
 
     def start(self) -> None:
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
         trace_service_pb2_grpc.add_TraceServiceServicer_to_server(_TraceService(self), server)
-        metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(_MetricsService(self), server)
+        if self.takes_metrics:
+            metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(_MetricsService(self), server)
         port = server.add_insecure_port("127.0.0.1:0")
         server.start()
         self._server = server
@@ -233,7 +236,8 @@ class _Handler(BaseHTTPRequestHandler):
         receiver = self.server.receiver
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         receiver.headers.append(dict(self.headers.items()))
-        if self.path not in ("/v1/traces", "/v1/metrics"):
+        wanted = ("/v1/traces", "/v1/metrics") if receiver.takes_metrics else ("/v1/traces",)
+        if self.path not in wanted:
             return self._answer(404, b"not found", "text/plain")
         if self.headers.get_content_type() != "application/x-protobuf":
             return self._answer(415, b"expected application/x-protobuf", "text/plain")
@@ -284,8 +288,8 @@ class HttpReceiver(Receiver):
 
     protocol = "http/protobuf"
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, metrics: bool = True) -> None:
+        super().__init__(metrics)
         #: The headers of every POST, accepted or not.
         self.headers: list[dict[str, str]] = []
         self._server: _HttpServer | None = None

@@ -126,6 +126,28 @@ def test_metrics_arrive_over_otlp_beside_the_traces(receiver_type):
     assert receiver.spans(), "the traces went there too"
 
 
+@pytest.mark.parametrize("receiver_type", [GrpcReceiver, HttpReceiver], ids=["grpc", "http"])
+def test_a_traces_only_backend_gets_the_traces_and_one_line_about_metrics(receiver_type):
+    """Jaeger and Tempo take no metrics: the traces go through, and the exit
+    summary says what to do, in one line, instead of an export failure."""
+    with receiver_type(metrics=False) as receiver:
+        result = run_oneshot(receiver)
+        spans = receiver.spans()
+    assert result.returncode == 0, result.stderr
+    ours = [line for line in result.stderr.splitlines() if line.startswith("otel-asyncres:")]
+    assert len(ours) == 2, result.stderr
+    assert ours[0].startswith(f"otel-asyncres: {len(spans)} spans exported to ")
+    assert "takes no metrics" in ours[1] and "OTEL_METRICS_EXPORTER=none" in ours[1]
+    assert len(result.stderr.splitlines()) == 2, result.stderr  # nothing else: no exporter noise
+
+
+def test_otel_metrics_exporter_none_is_honoured():
+    with GrpcReceiver(metrics=False) as receiver:
+        result = run_oneshot(receiver, OTEL_METRICS_EXPORTER="none")
+    assert result.returncode == 0, result.stderr
+    assert len(result.stderr.splitlines()) == 1 and "spans exported to" in result.stderr
+
+
 def test_metrics_off():
     with GrpcReceiver() as receiver:
         result = run_oneshot(receiver, OTEL_ASYNCRES_METRICS="false")

@@ -20,7 +20,12 @@ from .bridge import BridgeOptions, SpanBridge
 from .bridge.metrics import MetricsSink
 from .config import Settings, load_settings, sdk_disabled
 from .diagnostics import Deadlock, DiagnosticOptions, Diagnostics
-from .export.metrics import ReportingMetricExporter, application_meter_provider, build_meter_provider
+from .export.metrics import (
+    ReportingMetricExporter,
+    application_meter_provider,
+    build_meter_provider,
+    metrics_wanted,
+)
 from .export.setup import Export, ExporterLog, build_tracer_provider, resource_for
 from .instrumentation import Instrumentation
 from .recorder import Recorder, Sink
@@ -171,7 +176,7 @@ def _meter_provider(
     provider = given if given is not None else application_meter_provider()
     if provider is not None:
         return provider, None
-    if owns_tracing and "otlp" in settings.exporters:
+    if owns_tracing and "otlp" in settings.exporters and metrics_wanted():
         return build_meter_provider(settings, resource_for(settings, default_service_name))
     return None, None
 

@@ -2,14 +2,20 @@
 
 It exports over OTLP next to the traces, with the same protocol: the
 endpoint is the traces' one with ``/v1/metrics`` for ``/v1/traces`` over
-HTTP, unless ``OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`` names one. Everything
-else (``OTEL_METRIC_EXPORT_INTERVAL``, headers, timeouts, compression) is the
-SDK's to read, as for any OpenTelemetry program.
+HTTP, unless ``OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`` names one;
+``OTEL_METRICS_EXPORTER=none`` (or an exporter other than ``otlp``) means none
+of ours. Everything else (``OTEL_METRIC_EXPORT_INTERVAL``, headers, timeouts,
+compression) is the SDK's to read, as for any OpenTelemetry program.
+
+Jaeger and Grafana Tempo take traces only: sent straight to them, metrics are
+refused ("unimplemented", 404), which the exit summary says in those words,
+with what to do about it, rather than as an export failure.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import threading
 from typing import Any
 
@@ -26,6 +32,17 @@ from opentelemetry.sdk.resources import Resource
 from ..config import Settings
 
 _TRACES_PATH = "/v1/traces"
+
+
+def metrics_wanted(environ: Any = None) -> bool:
+    """Whether OTEL_METRICS_EXPORTER leaves OTLP metrics to us (unset: yes)."""
+    env = os.environ if environ is None else environ
+    names = [n.strip().lower() for n in (env.get("OTEL_METRICS_EXPORTER") or "otlp").split(",")]
+    return "otlp" in names
+
+
+#: What an OTLP endpoint that takes no metrics answers (gRPC, HTTP).
+_REFUSED = re.compile(r"UNIMPLEMENTED|\b404\b|Not Found", re.IGNORECASE)
 
 
 def metrics_endpoint(settings: Settings, environ: Any = None) -> str:
@@ -95,6 +112,11 @@ class ReportingMetricExporter(MetricExporter):
         if not self.failed:
             return None
         why = self.last_error or "the exporter reported failure"
+        if _REFUSED.search(why):
+            return (
+                f"otel-asyncres: {self.description} takes no metrics (Jaeger and Tempo take only "
+                "traces): set OTEL_METRICS_EXPORTER=none, or send to an OpenTelemetry Collector"
+            )
         exports = f"{self.failed} of {self.exports} metric exports"
         return f"otel-asyncres: {exports} to {self.description} failed: {why}"
 
