@@ -50,6 +50,36 @@ class Sink(Protocol):
     def shutdown(self) -> None: ...
 
 
+class Dispatcher:
+    """A sink made of handlers by record type: each record goes to the
+    handler of its type, others pass by; a handler that raises is counted in
+    ``errors``, never let through. Ticks, flushes and the shutdown do nothing
+    unless a subclass says otherwise."""
+
+    def __init__(self, handlers: dict[type, Callable[[Any], None]]) -> None:
+        self.handlers = handlers
+        self.errors = 0
+
+    def consume(self, records: Sequence[Record]) -> None:
+        handlers = self.handlers
+        for record in records:
+            handler = handlers.get(type(record))
+            if handler is not None:
+                try:
+                    handler(record)
+                except Exception:
+                    self.errors += 1
+
+    def tick(self, now: int) -> None:
+        pass
+
+    def flush(self, final: bool = False) -> None:
+        pass
+
+    def shutdown(self) -> None:
+        pass
+
+
 class Stage(Protocol):
     """Sees the records before the sinks and hands them on, with what it
     infers from them inserted where it belongs."""

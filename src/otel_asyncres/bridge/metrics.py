@@ -24,12 +24,13 @@ nor are asyncio's own housekeeping tasks.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
 from .. import records as r
+from ..recorder import Dispatcher
 from . import semconv as sc
 
 #: Seconds: from a fast poll (10 µs) to a wait of minutes.
@@ -70,7 +71,7 @@ class _Op:
         self.type = concrete_type
 
 
-class MetricsSink:
+class MetricsSink(Dispatcher):
     """Records every poll, wake, op and task on a meter's instruments."""
 
     def __init__(self, meter: Meter) -> None:
@@ -100,8 +101,7 @@ class MetricsSink:
         self._resources: dict[int, str] = {}
         self._live_resources: Counter[str] = Counter()
         self._ops: dict[int, _Op] = {}
-        self.errors = 0
-        self._handlers: dict[type, Callable[[Any], None]] = {
+        handlers: dict[type, Callable[[Any], None]] = {
             r.TaskSpawned: self._task_spawned,
             r.TaskWoken: self._task_woken,
             r.TaskPollStarted: self._poll_started,
@@ -113,27 +113,7 @@ class MetricsSink:
             r.AsyncOpClosed: self._op_closed,
             r.Diagnostic: self._diagnostic,
         }
-
-    # -- Sink ------------------------------------------------------------------------
-
-    def consume(self, records: Sequence[r.Record]) -> None:
-        handlers = self._handlers
-        for record in records:
-            handler = handlers.get(type(record))
-            if handler is not None:
-                try:
-                    handler(record)
-                except Exception:
-                    self.errors += 1
-
-    def tick(self, now: int) -> None:
-        pass
-
-    def flush(self, final: bool = False) -> None:
-        pass
-
-    def shutdown(self) -> None:
-        pass
+        super().__init__(handlers)
 
     # -- observations ------------------------------------------------------------------
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import re
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from time import time_ns
 from typing import Any
@@ -37,6 +37,7 @@ from opentelemetry.context import Context
 from opentelemetry.trace import NonRecordingSpan, SpanContext, Status, StatusCode
 
 from .. import records as r
+from ..recorder import Dispatcher
 from ..records import Location, Outcome, Severity, StateOp, StateValue, WakeCause
 from . import semconv as sc
 from .entities import SpanEntity, Windows
@@ -271,7 +272,7 @@ class _Op:
         self.wakers: list[int] | None = None
 
 
-class SpanBridge:
+class SpanBridge(Dispatcher):
     """Maps the record stream onto spans of one tracer."""
 
     def __init__(
@@ -297,8 +298,7 @@ class SpanBridge:
         self._recent: OrderedDict[int, _Task] = OrderedDict()
         #: Spans the export dropped since last asked: said on the next task span.
         self.dropped_spans: Callable[[], int] = lambda: 0
-        self.errors = 0
-        self._handlers: dict[type, Callable[[Any], None]] = {
+        handlers: dict[type, Callable[[Any], None]] = {
             r.TaskSpawned: self._task_spawned,
             r.TaskNamed: self._task_named,
             r.TaskWoken: self._task_woken,
@@ -310,7 +310,7 @@ class SpanBridge:
             r.Diagnostic: self._diagnostic,
         }
         if self._resources_too:
-            self._handlers.update(
+            handlers.update(
                 {
                     r.ResourceCreated: self._resource_created,
                     r.ResourceStateUpdated: self._resource_state,
@@ -322,19 +322,9 @@ class SpanBridge:
                     r.AsyncOpClosed: self._op_closed,
                 }
             )
+        super().__init__(handlers)
 
     # -- Sink ------------------------------------------------------------------
-
-    def consume(self, records: Sequence[r.Record]) -> None:
-        handlers = self._handlers
-        for record in records:
-            handler = handlers.get(type(record))
-            if handler is None:
-                continue
-            try:
-                handler(record)
-            except Exception:
-                self.errors += 1
 
     def tick(self, now: int) -> None:
         """Called regularly: show what has lived long enough to be shown, and

@@ -54,9 +54,9 @@ def install(tracker: TaskTracker, patcher: Patcher, loop_classes: list[type]) ->
 
 
 def _hook__call_soon(tracker: TaskTracker, original: Callable[..., Any]) -> Callable[..., Any]:
-    """A task's step is scheduled untouched, between two markers of the
-    task's own (made once, reused for every step) that open and close the poll:
-    the ready queue is FIFO, so the three run back to back, and no frame of
+    """A task's step is scheduled untouched, between two entries of a marker
+    of the task's own (made once, reused for every step) that open and close
+    the poll: the ready queue is FIFO, so the three run back to back, and no frame of
     this package is ever on the step's stack. Stack inspection, tracebacks,
     handle reprs and debug mode's reports stay exactly as they were."""
     task_step, cause_of, run_caused = tracker.task_step, tracker.cause_of, tracker.run_caused
@@ -64,11 +64,11 @@ def _hook__call_soon(tracker: TaskTracker, original: Callable[..., Any]) -> Call
     def _call_soon(loop: Any, callback: Any, args: Any, context: Any) -> Any:
         step = task_step(loop, callback, args)
         if step is not None:
-            begin, end = tracker.markers(step[0], step[1], args)
+            mark = tracker.marker(step[0], step[1], args)
             ready = loop._ready
-            ready.append(begin)
+            ready.append(mark)
             handle = original(loop, callback, args, context)
-            ready.append(end)
+            ready.append(mark)
             return _trimmed(handle)
         cause = cause_of(callback, args)
         if cause is not None:

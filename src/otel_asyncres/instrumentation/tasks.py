@@ -160,9 +160,9 @@ class TaskState:
         self.scopes: tuple[Wait, ...] = ()
         #: Where it was spawned (for the resource it becomes when awaited).
         self.location: Location | None = None
-        #: The markers that bracket its polls on asyncio's own loops, and the
+        #: The marker that brackets its polls on asyncio's own loops, and the
         #: arguments its next step was scheduled with.
-        self.marks: tuple[PollMark, PollMark] | None = None
+        self.marks: PollMark | None = None
         self.scheduled_args: tuple[Any, ...] = ()
         #: The task, held from the marker before its step to the one after it
         #: (a finished task nobody holds would be freed in between).
@@ -184,47 +184,40 @@ class TaskState:
 
 
 class PollMark:
-    """Stands in the loop's ready queue just before (or after) a task's step,
-    like a Handle: the loop only reads ``_cancelled`` and calls ``_run``.
-    It reads the task through its state at run time: holding the task's weak
-    reference would keep the task registered after its end."""
+    """Stands in the loop's ready queue just before and just after a task's
+    step, like a Handle (the loop only reads ``_cancelled`` and calls
+    ``_run``): the same object, queued twice around each step, so its runs
+    alternate, opening the poll and closing it. It reads the task through
+    its state at run time: holding the task's weak reference would keep the
+    task registered after its end."""
 
-    __slots__ = ("_cancelled", "state", "tracker")
+    __slots__ = ("_cancelled", "open", "state", "tracker")
 
     def __init__(self, tracker: TaskTracker, st: TaskState) -> None:
         self.tracker = tracker
         self.state = st
         self._cancelled = False
+        self.open = False
 
     def cancel(self) -> None:
         self._cancelled = True
 
     def _run(self) -> None:
-        raise NotImplementedError
-
-    def __repr__(self) -> str:
-        return "<otel-asyncres poll mark>"
-
-
-class PollBegin(PollMark):
-    __slots__ = ()
-
-    def _run(self) -> None:
         st = self.state
+        if self.open:
+            self.open = False
+            task, st.running = st.running, None
+            if task is not None:
+                self.tracker.poll_finish(st, task)
+            return
+        self.open = True
         task = st.ref() if st.ref is not None else None
         if task is not None:
             st.running = task
             self.tracker.poll_begin(st, task, st.scheduled_args)
 
-
-class PollEnd(PollMark):
-    __slots__ = ()
-
-    def _run(self) -> None:
-        st = self.state
-        task, st.running = st.running, None
-        if task is not None:
-            self.tracker.poll_finish(st, task)
+    def __repr__(self) -> str:
+        return "<otel-asyncres poll mark>"
 
 
 class TaskRef(weakref.ref):  # type: ignore[type-arg]
@@ -428,13 +421,13 @@ class TaskTracker:
             return None
         return None if st.muted else (st, task)
 
-    def markers(self, st: TaskState, task: Any, args: tuple[Any, ...]) -> tuple[PollMark, PollMark]:
-        """The two markers that bracket the step being scheduled."""
+    def marker(self, st: TaskState, task: Any, args: tuple[Any, ...]) -> PollMark:
+        """The marker that brackets the step being scheduled."""
         st.scheduled_args = args
-        marks = st.marks
-        if marks is None:
-            marks = st.marks = (PollBegin(self, st), PollEnd(self, st))
-        return marks
+        mark = st.marks
+        if mark is None:
+            mark = st.marks = PollMark(self, st)
+        return mark
 
     def cause_of(self, callback: Any, args: tuple[Any, ...]) -> TaskState | None:
         """The task on whose behalf one of asyncio's own done-callbacks is being
@@ -792,8 +785,8 @@ class TaskTracker:
         if self._states.get(st.key) is st:
             del self._states[st.key]
         st.ref = None  # drops the weak reference: its callback will not run
-        # The markers refer back to the state: without the cycle, the state is
-        # freed as soon as the last marker has run, not by a collection.
+        # The marker refers back to the state: without the cycle, the state is
+        # freed as soon as the marker has last run, not by a collection.
         st.marks = None
 
     def _on_task_gone(self, ref: TaskRef) -> None:
