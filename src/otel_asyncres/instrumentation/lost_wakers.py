@@ -34,7 +34,7 @@ from time import time_ns
 from typing import Any
 
 from ..records import Diagnostic, Lint, Record, Severity, StateValue
-from .frames import chain_objects, frame_of
+from .frames import chain_objects, frame_of, is_runtime_file
 from .patching import Patcher
 from .resources import ResourceRegistry
 from .tasks import TASK_TYPES, TaskState, TaskTracker
@@ -45,8 +45,15 @@ from .waits import Wait
 _HELD_KINDS = frozenset({"Sync", "Channel"})
 
 #: Up to 3.12 a frame's ``f_locals`` is a dict cached on the frame, holding
-#: references of its own; from 3.13 it is a proxy that holds none.
+#: references of its own; from 3.13 it is a proxy that holds none. The op
+#: classifiers read asyncio's frames' locals (``self``), so those frames have
+#: such a dict, counted here; user frames' locals are never read: reading
+#: would snapshot them and keep the program's objects alive longer.
 _LOCALS_DICT = sys.version_info < (3, 13)
+
+#: Waits checked per probe at most: the check holds the GIL, and a server
+#: with thousands of idle connections must not stall its loop once a second.
+CHECKS_PER_PROBE = 200
 
 _PACKAGE = __name__.split(".", 1)[0]
 
@@ -78,7 +85,7 @@ def _chain(task: Any) -> list[Any]:
         frame = frame_of(obj)
         if frame is not None:
             found.append(frame)
-            if _LOCALS_DICT:
+            if _LOCALS_DICT and is_runtime_file(frame.f_code.co_filename):
                 found.append(frame.f_locals)
     return found
 
@@ -139,11 +146,15 @@ class LostWakers:
         """The waits that have lasted long enough, each checked once."""
         if not self.tracker.active:
             return
+        budget = CHECKS_PER_PROBE
         for st in self.tracker.parked():
             wait = st.wait
             if wait is not None and st.lost_checked is not wait and now - st.parked_at >= self.after_ns:
                 st.lost_checked = wait
                 self._check(st, wait)
+                budget -= 1
+                if not budget:
+                    return  # the rest at the next tick
 
     def at_shutdown(self, loop: Any) -> None:
         for st in self.tracker.parked():
