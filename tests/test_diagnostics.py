@@ -148,7 +148,8 @@ def test_a_task_that_mostly_wakes_itself(diagnosed):
     asyncio.run(main())
     spans = traced.spans()
     (found,) = lint(one(spans, "task spinner"), "self_wakes")
-    assert (found["wakes"], found["self_wakes"], found["threshold"]) == (60, 60, 0.5)
+    # Judged as it goes: told at its 50th wake, all of them its own so far.
+    assert (found["wakes"], found["self_wakes"], found["threshold"]) == (50, 50, 0.5)
     assert lints(spans) == [("self_wakes", "task spinner")]
 
 

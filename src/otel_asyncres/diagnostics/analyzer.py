@@ -10,8 +10,8 @@ first of each kind per task) and counted for the end-of-run summary.
 Inferred here, as in Tokio Console's lints:
 
 - *self-wakes*: more than ``self_wake_ratio`` of a task's wakes are its own
-  (once it has at least ``SELF_WAKE_MIN_WAKES`` wakes; a task that yields a
-  couple of times is not worth a warning);
+  (judged every ``SELF_WAKE_MIN_WAKES`` wakes and when it ends; a task that
+  yields a couple of times is not worth a warning);
 - *long wait*: an async op open longer than ``long_wait_ns`` (timers are
   not waits: a sleep lasts as long as it was asked to);
 - *lost waker* for a task the garbage collector destroyed while pending;
@@ -131,8 +131,6 @@ class Diagnostics:
         self._out = []
         try:
             self._long_waits(now)
-            for task_id, task in self._tasks.items():
-                self._self_wakes(task_id, task, now)
         except Exception:
             self.errors += 1
         return self._out
@@ -185,6 +183,8 @@ class Diagnostics:
             task.wakes += 1
             if rec.waker_id == rec.task_id:
                 task.self_wakes += 1
+            if task.wakes % SELF_WAKE_MIN_WAKES == 0:  # judged every so many wakes, and at its end
+                self._self_wakes(rec.task_id, task, rec.ts)
         if self._graph is not None:
             self._graph.unparked(rec.task_id)
 
@@ -265,7 +265,19 @@ class Diagnostics:
             self._graph.op_closed(rec.op_id)
 
     def _long_waits(self, now: int) -> None:
+        """The ops open for long enough, oldest first (the dict keeps creation
+        order): the first one that is not stops the walk, and one reported
+        is let go, so each tick looks at what is new only."""
+        limit = self.options.long_wait_ns
+        if limit is None:
+            return
+        due = []
         for op in self._ops.values():
+            if now - op.created < limit:
+                break
+            due.append(op)
+        for op in due:
+            del self._ops[op.op_id]
             self._long_wait(op, now, ended=False)
 
     def _long_wait(self, op: _Op, now: int, ended: bool) -> None:
