@@ -13,6 +13,9 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
+import subprocess
+import sys
 import time
 
 import pytest
@@ -102,6 +105,42 @@ def test_a_long_first_poll_starts_at_the_coroutine_and_may_return(diagnosed):
     (found,) = lint(one(traced.spans(), "task busy"), "long_poll")
     assert found["started_at"].startswith(f"{HERE}:{line_of('# the coroutine starts here')} ")
     assert "yielded_at" not in found and found["message"].endswith("returned")
+
+
+EAGER_LONG_POLL = """
+import asyncio, time
+
+async def busy():
+    time.sleep(0.15)  # a long first step, run inside create_task, done there
+
+async def main():
+    asyncio.get_running_loop().set_task_factory(asyncio.eager_task_factory)
+    task = asyncio.create_task(busy(), name="busy")
+    print("done eagerly:", task.done())
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="eager task factory is 3.12+")
+def test_a_long_eager_first_step_of_a_task_done_eagerly(tmp_path):
+    """Reported, and nothing asked of the finished task that CPython 3.12.0
+    and 3.12.1 cannot answer (their get_coro() crashes for such a task), so
+    in a child process: a crash must fail this test, not the suite."""
+    program = tmp_path / "eager.py"
+    program.write_text(EAGER_LONG_POLL)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "otel_asyncres", "run", str(program)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**env, "NO_COLOR": "1"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "done eagerly: True\n"
+    summary = result.stderr[result.stderr.index("diagnostics: ") :]
+    assert "long_poll  task busy #" in summary and f"started at {program}:4 (busy)" in summary
 
 
 @pytest.mark.parametrize("threshold", ["1s", "off"])

@@ -130,6 +130,7 @@ class TaskState:
         "parked_at",
         "lost_checked",
         "name_unsure",
+        "code",
     )
 
     def __init__(self, task_id: int) -> None:
@@ -181,6 +182,10 @@ class TaskState:
         #: Its first poll ran inside create_task, before some Python versions
         #: gave it its name: the name is read again at the next poll.
         self.name_unsure = False
+        #: Its coroutine's code, where a long first poll started. Taken at
+        #: spawn: ``get_coro()`` of an eagerly completed task crashes CPython
+        #: 3.12.0 and 3.12.1 (and returns None on later 3.12s).
+        self.code: Any = None
 
 
 class PollMark:
@@ -565,6 +570,7 @@ class TaskTracker:
         if st.muted:
             return
         location = st.location = spawn_location(loop)
+        st.code = getattr(coro, "cr_code", None)
         name = _coroutine_name(coro)
         if parent is not None:
             app = _app_span_context()
@@ -733,7 +739,7 @@ class TaskTracker:
         duration = now - st.poll_ts
         started = st.resumed_at
         if st.first_poll:
-            code = getattr(task.get_coro(), "cr_code", None)
+            code = st.code
             if code is not None:
                 name = getattr(code, "co_qualname", code.co_name)  # 3.11+
                 started = Location(code.co_filename, code.co_firstlineno, name)
