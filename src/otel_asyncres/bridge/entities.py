@@ -215,6 +215,9 @@ class SpanEntity:
         """End the span with its final attributes; if it is not one, remember
         how it ended, for a span made later (a late link to it)."""
         self.ended = True
+        # Its owner points back here; an ended entity has no windows left to
+        # describe, and without the cycle reference counting frees them both.
+        self.owner = None
         if self.span is None:
             self._ending = (ts, attributes)
             return

@@ -185,7 +185,8 @@ class _GroupWait:
         self._end(now, Outcome.LOST)
 
     def _end(self, now: int, outcome: str) -> None:
-        for op in self.ops:
+        ops, self.ops = self.ops, []  # each op points back here: the cycle goes with the wait
+        for op in ops:
             if not op.completed:
                 self.joins.forget(op)
                 self.joins.ops.completed(op, now, outcome)
