@@ -116,8 +116,9 @@ class Session:
 
     def _report(self, stream: TextIO) -> None:
         lines = self.export.summaries()
-        if self.metrics_reporter is not None:
-            lines += [line for line in (self.metrics_reporter.summary(),) if line]
+        metrics_summary = self.metrics_reporter.summary() if self.metrics_reporter is not None else None
+        if metrics_summary:
+            lines.append(metrics_summary)
         shed = self.instrumentation.tasks.shed
         if shed:
             lines.append(

@@ -70,16 +70,15 @@ class _Task:
 
 
 class _Op:
-    __slots__ = ("created", "location", "op_id", "reported", "resource_id", "source", "task_id")
+    __slots__ = ("created", "location", "op_id", "resource_id", "source", "task_id")
 
-    def __init__(self, rec: r.AsyncOpCreated) -> None:
+    def __init__(self, rec: r.AsyncOpCreated, task_id: int) -> None:
         self.op_id = rec.op_id
         self.created = rec.ts
-        self.task_id = rec.task_id
+        self.task_id = task_id
         self.resource_id = rec.resource_id
         self.source = rec.source
         self.location = rec.location
-        self.reported = False
 
 
 class Diagnostics:
@@ -90,7 +89,7 @@ class Diagnostics:
         self._tasks: dict[int, _Task] = {}
         self._resources: dict[int, tuple[str, str]] = {}
         self._ops: dict[int, _Op] = {}
-        self._graph = WaitGraph() if options.deadlocks else None
+        self._graph = WaitGraph(self._name_of) if options.deadlocks else None
         #: Diagnostics reported, by kind, for the end-of-run summary.
         self.counts: dict[str, int] = {}
         self.errors = 0
@@ -167,15 +166,15 @@ class Diagnostics:
 
     def _task_spawned(self, rec: r.TaskSpawned) -> None:
         self._tasks[rec.task_id] = _Task(rec.coroutine, rec.location)
-        if self._graph is not None:
-            self._graph.task_spawned(rec.task_id, rec.coroutine)
 
     def _task_named(self, rec: r.TaskNamed) -> None:
         task = self._tasks.get(rec.task_id)
         if task is not None:
             task.name = rec.name
-        if self._graph is not None:
-            self._graph.task_named(rec.task_id, rec.name)
+
+    def _name_of(self, task_id: int) -> str:
+        task = self._tasks.get(task_id)
+        return task.name if task is not None else "?"
 
     def _task_woken(self, rec: r.TaskWoken) -> None:
         task = self._tasks.get(rec.task_id)
@@ -253,7 +252,7 @@ class Diagnostics:
             return
         kind = self._resources.get(rec.resource_id, ("", ""))[1]
         if self.options.long_wait_ns is not None and kind not in _NOT_WAITS:
-            self._ops[rec.op_id] = _Op(rec)
+            self._ops[rec.op_id] = _Op(rec, rec.task_id)
         if self._graph is not None:
             self._graph.op_created(rec.op_id, rec.task_id, rec.resource_id, rec.source, rec.location)
 
@@ -281,11 +280,11 @@ class Diagnostics:
             self._long_wait(op, now, ended=False)
 
     def _long_wait(self, op: _Op, now: int, ended: bool) -> None:
+        """Report an op that has waited long enough (it has left ``_ops``: once)."""
         limit = self.options.long_wait_ns
         waited = now - op.created
-        if limit is None or op.reported or waited < limit or op.task_id is None:
+        if limit is None or waited < limit:
             return
-        op.reported = True
         concrete_type = self._resources.get(op.resource_id, ("a resource", ""))[0]
         where = f" at {op.location}" if op.location is not None else ""
         message = (

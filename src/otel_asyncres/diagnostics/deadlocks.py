@@ -20,6 +20,7 @@ if it dissolves (a timeout, a cancellation) and forms anew.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..records import Location
@@ -82,8 +83,9 @@ class WaitGraph:
     kept of each is ints and strings in tuples and dicts, which the cyclic
     garbage collector does not need to walk (as it would objects)."""
 
-    def __init__(self) -> None:
-        self._names: dict[int, str] = {}
+    def __init__(self, name_of: Callable[[int], str]) -> None:
+        #: A task's name, as whoever keeps the tasks knows it (the analyzer).
+        self._name_of = name_of
         #: Resources that can be held (Locks, Semaphores, Conditions).
         self._resources: dict[int, _Resource] = {}
         #: The resource a task is to those who join it: its task id.
@@ -97,16 +99,8 @@ class WaitGraph:
 
     # -- keeping up with the records -------------------------------------------------
 
-    def task_spawned(self, task_id: int, name: str) -> None:
-        self._names[task_id] = name
-
-    def task_named(self, task_id: int, name: str) -> None:
-        if task_id in self._names:
-            self._names[task_id] = name
-
     def task_closed(self, task_id: int) -> None:
         self.unparked(task_id)
-        self._names.pop(task_id, None)
         for op_id in self._task_ops.pop(task_id, ()):
             self._ops.pop(op_id, None)
             self._locations.pop(op_id, None)
@@ -225,7 +219,7 @@ class WaitGraph:
             res = self._resources.get(rid)
             concrete_type = res.type if res is not None else _JOIN_TYPE
             owner = min(owners & deadlocked)
-            name = self._names.get(task_id, "?")
+            name = self._name_of(task_id)
             location = self._locations.get(op_id)
             path.append(DeadlockedTask(task_id, name, source, concrete_type, rid, location, owner))
             task_id = owner

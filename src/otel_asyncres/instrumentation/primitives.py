@@ -43,7 +43,7 @@ def _lock_owner(
 ) -> None:
     """The task that writes ``_locked = True`` holds the lock (acquired outside
     any task, it has no holder to name); whoever unlocks it, its holder lets go."""
-    for holder in list(rs.holders):
+    for holder in list(rs.holders) if rs.holders else ():  # most writes: nobody to let go
         registry.let_go(rs, holder)
     if lock._locked and st is not None:
         registry.hold(rs, st.id)
