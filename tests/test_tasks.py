@@ -467,3 +467,25 @@ def test_failures_of_our_own_are_counted_not_raised(traced, monkeypatch):
     assert errors.get("call_soon", 0) >= 1  # where spawns are seen
     assert errors.get("_ExplodingSink.consume", 0) >= 1
     assert errors.get("_ExplodingSink.flush", 0) >= 1
+
+
+def test_debug_mode_reports_slow_callbacks_as_before(traced, caplog):
+    """In debug mode the loop names every callback slower than
+    ``slow_callback_duration`` by its ``_callback``: the marks that bracket
+    polls stand in the ready queue like Handles, so they must have one (a
+    garbage collection during a mark once made the loop raise here)."""
+
+    async def child() -> int:
+        await asyncio.sleep(0)
+        return 1
+
+    async def main() -> list[int]:
+        asyncio.get_running_loop().slow_callback_duration = 0
+        return await asyncio.gather(child(), child())
+
+    with caplog.at_level("WARNING", logger="asyncio"):
+        assert asyncio.run(main(), debug=True) == [1, 1]
+    slow = [rec.getMessage() for rec in caplog.records if rec.name == "asyncio"]
+    assert any("poll mark of task" in message for message in slow)
+    assert any("test_debug_mode_reports_slow_callbacks_as_before" in message for message in slow)
+    assert one(traced.spans(), "task test_debug_mode_reports_slow_callbacks_as_before.<locals>.main")

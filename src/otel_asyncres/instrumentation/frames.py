@@ -94,14 +94,19 @@ def user_location() -> Location | None:
 _CREATE_TASK = asyncio.BaseEventLoop.create_task.__code__
 
 
-def spawn_location(loop: Any) -> Location | None:
-    """Where in user code a task is being spawned.
+def spawn_location(loop: Any, skip: int = 0) -> Location | None:
+    """Where in user code a task is being spawned (``skip``: how many frames
+    above the caller's are known to be this package's own).
 
     Each frame looked at costs its creation (3.11+ makes frame objects on
-    demand), so the walk starts above this package's own frames, and only a
-    loop with a task factory (the program's own code, inside ``create_task``)
+    demand, each one more allocation towards the next garbage collection),
+    so the walk starts above this package's own frames, and only a loop
+    with a task factory (the program's own code, inside ``create_task``)
     needs the spawn's frames skipped up to the loop's ``create_task``."""
-    frame: FrameType | None = sys._getframe(1)
+    try:
+        frame: FrameType | None = sys._getframe(1 + skip)
+    except ValueError:  # a shallower stack than the caller said
+        frame = sys._getframe(1)
     if loop is None or _task_factory(loop) is not None:
         probe = frame
         for _ in range(16):

@@ -102,9 +102,19 @@ _PY_WAKEUP = getattr(_PY_TASK, "_Task__wakeup", None)
 
 
 class TaskState:
-    """What the instrumentation knows about one live task."""
+    """What the instrumentation knows about one live task.
+
+    It also brackets the task's polls on asyncio's own loops: it stands in
+    the loop's ready queue just before and just after each step, like a
+    Handle (the loop reads ``_cancelled``, calls ``_run``, and names
+    ``_callback`` when a callback was slow in debug mode), queued twice
+    around each step, so its runs alternate, opening the poll and closing
+    it. Being its own marker saves an object per live task, which the cyclic
+    garbage collector would walk at every full collection."""
 
     __slots__ = (
+        "_callback",
+        "_cancelled",
         "id",
         "ref",
         "key",
@@ -120,7 +130,8 @@ class TaskState:
         "outer",
         "scopes",
         "location",
-        "marks",
+        "mark_open",
+        "tracker",
         "scheduled_args",
         "running",
         "muted",
@@ -133,8 +144,13 @@ class TaskState:
         "code",
     )
 
-    def __init__(self, task_id: int) -> None:
+    def __init__(self, task_id: int, tracker: TaskTracker | None = None) -> None:
         self.id = task_id
+        #: The tracker its poll brackets report to (None: never queued).
+        self.tracker = tracker
+        self._cancelled = False
+        self._callback = None
+        self.mark_open = False
         self.ref: TaskRef | None = None
         self.key = 0
         self.name: str | None = None
@@ -161,9 +177,7 @@ class TaskState:
         self.scopes: tuple[Wait, ...] = ()
         #: Where it was spawned (for the resource it becomes when awaited).
         self.location: Location | None = None
-        #: The marker that brackets its polls on asyncio's own loops, and the
-        #: arguments its next step was scheduled with.
-        self.marks: PollMark | None = None
+        #: The arguments its next step was scheduled with.
         self.scheduled_args: tuple[Any, ...] = ()
         #: The task, held from the marker before its step to the one after it
         #: (a finished task nobody holds would be freed in between).
@@ -187,42 +201,29 @@ class TaskState:
         #: 3.12.0 and 3.12.1 (and returns None on later 3.12s).
         self.code: Any = None
 
-
-class PollMark:
-    """Stands in the loop's ready queue just before and just after a task's
-    step, like a Handle (the loop only reads ``_cancelled`` and calls
-    ``_run``): the same object, queued twice around each step, so its runs
-    alternate, opening the poll and closing it. It reads the task through
-    its state at run time: holding the task's weak reference would keep the
-    task registered after its end."""
-
-    __slots__ = ("_cancelled", "open", "state", "tracker")
-
-    def __init__(self, tracker: TaskTracker, st: TaskState) -> None:
-        self.tracker = tracker
-        self.state = st
-        self._cancelled = False
-        self.open = False
+    # -- as a Handle in the loop's ready queue --------------------------------
 
     def cancel(self) -> None:
         self._cancelled = True
 
     def _run(self) -> None:
-        st = self.state
-        if self.open:
-            self.open = False
-            task, st.running = st.running, None
-            if task is not None:
-                self.tracker.poll_finish(st, task)
+        tracker = self.tracker
+        if tracker is None:
             return
-        self.open = True
-        task = st.ref() if st.ref is not None else None
+        if self.mark_open:
+            self.mark_open = False
+            task, self.running = self.running, None
+            if task is not None:
+                tracker.poll_finish(self, task)
+            return
+        self.mark_open = True
+        task = self.ref() if self.ref is not None else None
         if task is not None:
-            st.running = task
-            self.tracker.poll_begin(st, task, st.scheduled_args)
+            self.running = task
+            tracker.poll_begin(self, task, self.scheduled_args)
 
     def __repr__(self) -> str:
-        return "<otel-asyncres poll mark>"
+        return f"<otel-asyncres poll mark of task {self.id}>"
 
 
 class TaskRef(weakref.ref):  # type: ignore[type-arg]
@@ -350,6 +351,9 @@ class TaskTracker:
         #: A poll at least this long is a diagnostic (None: not looked for).
         self.long_poll_ns: int | None = None
         self.active = False
+        #: One bound method for every task's weak reference: made per task,
+        #: it would be one more object per live task for the collector.
+        self._gone = self._on_task_gone
 
     # -- public to other instrumentation sources ---------------------------
 
@@ -426,13 +430,10 @@ class TaskTracker:
             return None
         return None if st.muted else (st, task)
 
-    def marker(self, st: TaskState, task: Any, args: tuple[Any, ...]) -> PollMark:
-        """The marker that brackets the step being scheduled."""
+    def marker(self, st: TaskState, task: Any, args: tuple[Any, ...]) -> TaskState:
+        """The marker that brackets the step being scheduled: the state itself."""
         st.scheduled_args = args
-        mark = st.marks
-        if mark is None:
-            mark = st.marks = PollMark(self, st)
-        return mark
+        return st
 
     def cause_of(self, callback: Any, args: tuple[Any, ...]) -> TaskState | None:
         """The task on whose behalf one of asyncio's own done-callbacks is being
@@ -482,8 +483,9 @@ class TaskTracker:
     # -- spawn ---------------------------------------------------------------
 
     def _spawn_begin(self, coro: Any) -> TaskState:
-        st = TaskState(next_task_id())
-        self._spawned(st, coro, self._spawner(None), None)
+        st = TaskState(next_task_id(), self)
+        # Called by eager_task_factory: two frames of ours above _spawned.
+        self._spawned(st, coro, self._spawner(None), None, 2)
         return st
 
     def _spawn_failed(self, st: TaskState) -> None:
@@ -510,7 +512,7 @@ class TaskTracker:
             self._after_poll(st, task, time_ns())
 
     def _bind(self, st: TaskState, task: Any) -> None:
-        ref = TaskRef(task, self._on_task_gone)
+        ref = TaskRef(task, self._gone)
         ref.state = st
         st.ref = ref
         st.key = id(task)
@@ -521,9 +523,10 @@ class TaskTracker:
         first step is being scheduled), or alive before ``instrument()``."""
         coro = task.get_coro()
         fresh = not wakeup and _not_started(coro)
-        st = TaskState(next_task_id())
+        st = TaskState(next_task_id(), self)
         if fresh:
-            self._spawned(st, coro, self._spawner(loop), task.get_loop())
+            # Above _spawned: this, _on_schedule, task_step and the loop hook.
+            self._spawned(st, coro, self._spawner(loop), task.get_loop(), 4)
         else:
             self._emit(
                 TaskSpawned(
@@ -550,8 +553,9 @@ class TaskTracker:
             st = self.state_of(current) if current is not None else None
         return st
 
-    def _spawned(self, st: TaskState, coro: Any, parent: TaskState | None, loop: Any) -> None:
-        """Record a spawn (made in ``loop``; None for a task factory), unless
+    def _spawned(self, st: TaskState, coro: Any, parent: TaskState | None, loop: Any, callers: int) -> None:
+        """Record a spawn (made in ``loop``; None for a task factory; ``callers``:
+        the frames of this package above this one), unless
         the task is not to be recorded: a child of an unrecorded task, of a
         sampled-out application span, a new trace the sampler drops, or a
         spawn while the sinks cannot keep up. An unrecorded task costs no
@@ -569,7 +573,7 @@ class TaskTracker:
             self.shed += 1
         if st.muted:
             return
-        location = st.location = spawn_location(loop)
+        location = st.location = spawn_location(loop, callers + 1)
         st.code = getattr(coro, "cr_code", None)
         name = _coroutine_name(coro)
         if parent is not None:
@@ -791,9 +795,6 @@ class TaskTracker:
         if self._states.get(st.key) is st:
             del self._states[st.key]
         st.ref = None  # drops the weak reference: its callback will not run
-        # The marker refers back to the state: without the cycle, the state is
-        # freed as soon as the marker has last run, not by a collection.
-        st.marks = None
 
     def _on_task_gone(self, ref: TaskRef) -> None:
         """A task was destroyed while pending ("Task was destroyed but it is
