@@ -18,6 +18,7 @@ next window.
 
 from __future__ import annotations
 
+from itertools import chain
 from typing import Any, Protocol
 
 from opentelemetry import trace
@@ -83,7 +84,10 @@ class SpanEntity:
         self.start = start
         self._attributes = attributes
         self._links: list[Link] | None = None
-        self._events: list[tuple[str, dict[str, Any], int]] | None = None
+        #: Events kept flat, ``(name, ts, key, value, key, value ...)``: a
+        #: tuple of plain values is one the garbage collector stops tracking,
+        #: one that holds a dict is walked at every full collection.
+        self._events: list[tuple[Any, ...]] | None = None
         #: The parent entity, or a ready context (an application span, or an
         #: empty Context for a new trace).
         self.parent = parent
@@ -130,7 +134,7 @@ class SpanEntity:
         if self.span is None:
             if self._events is None:
                 self._events = []
-            self._events.append((name, attributes, ts))
+            self._events.append((name, ts, *chain.from_iterable(attributes.items())))
             return
         if self.event_count >= windows.events:
             self.roll(ts, tracer)
@@ -161,8 +165,9 @@ class SpanEntity:
             if self.span is None or not self.span.is_recording():
                 self.muted = True
                 return None
-            for name, attributes, ts in events or ():
-                self.add_event(name, attributes, ts, tracer, windows)
+            for event in events or ():
+                attributes = dict(zip(event[2::2], event[3::2], strict=True))
+                self.add_event(event[0], attributes, event[1], tracer, windows)
             if self._ending is not None:  # made a span after it ended
                 (ts, attributes), self._ending = self._ending, None
                 self.end(ts, attributes)

@@ -53,22 +53,6 @@ class DiagnosticOptions:
     on_deadlock: Callable[[Deadlock], Any] | None = None
 
 
-class _Task:
-    __slots__ = ("location", "name", "self_wakes", "wakes", "warned")
-
-    def __init__(self, name: str, location: r.Location | None) -> None:
-        self.name = name
-        self.location = location
-        self.wakes = 0
-        self.self_wakes = 0
-        #: The kinds of diagnostic already logged for it (logged once each;
-        #: most tasks have none, so the set is made for the first).
-        self.warned: set[str] | None = None
-
-    def warned_of(self, kind: str) -> bool:
-        return self.warned is not None and kind in self.warned
-
-
 class _Op:
     __slots__ = ("created", "location", "op_id", "resource_id", "source", "task_id")
 
@@ -86,7 +70,16 @@ class Diagnostics:
 
     def __init__(self, options: DiagnosticOptions | None = None) -> None:
         self.options = options = options or DiagnosticOptions()
-        self._tasks: dict[int, _Task] = {}
+        #: Live tasks, kept as columns of plain values rather than an object
+        #: per task (one more for the cyclic garbage collector to walk at
+        #: each full collection, for each of tens of thousands of tasks):
+        #: names, where they were spawned, wakes and self-wakes (from the
+        #: first), the kinds already logged (for the few that have one).
+        self._names: dict[int, str] = {}
+        self._spawned_at: dict[int, r.Location | None] = {}
+        self._wakes: dict[int, int] = {}
+        self._self_wakes: dict[int, int] = {}
+        self._warned: dict[int, set[str]] = {}
         self._resources: dict[int, tuple[str, str]] = {}
         self._ops: dict[int, _Op] = {}
         self._graph = WaitGraph(self._name_of) if options.deadlocks else None
@@ -149,41 +142,44 @@ class Diagnostics:
         sinks, counted, and logged (once per kind and task)."""
         self._out.append(rec)
         self.counts[rec.kind] = self.counts.get(rec.kind, 0) + 1
-        task = self._tasks.get(rec.task_id)
-        if task is not None and task.warned_of(rec.kind):
+        task_id = rec.task_id
+        if self._warned_of(task_id, rec.kind):
             return
-        label = f"task {task.name} #{rec.task_id}" if task is not None else f"task #{rec.task_id}"
-        if task is not None:
-            if task.warned is None:
-                task.warned = set()
-            task.warned.add(rec.kind)
-            if task.location is not None:
-                label += f" (spawned at {task.location})"
+        name = self._names.get(task_id)
+        label = f"task {name} #{task_id}" if name is not None else f"task #{task_id}"
+        if name is not None:
+            self._warned.setdefault(task_id, set()).add(rec.kind)
+            location = self._spawned_at.get(task_id)
+            if location is not None:
+                label += f" (spawned at {location})"
         level = logging.ERROR if rec.severity == Severity.ERROR else logging.WARNING
         logger.log(level, "%s: %s: %s", rec.kind.replace("_", " "), label, rec.message)
 
     # -- tasks ----------------------------------------------------------------------------
 
+    def _warned_of(self, task_id: int, kind: str) -> bool:
+        warned = self._warned.get(task_id)
+        return warned is not None and kind in warned
+
     def _task_spawned(self, rec: r.TaskSpawned) -> None:
-        self._tasks[rec.task_id] = _Task(rec.coroutine, rec.location)
+        self._names[rec.task_id] = rec.coroutine
+        self._spawned_at[rec.task_id] = rec.location
 
     def _task_named(self, rec: r.TaskNamed) -> None:
-        task = self._tasks.get(rec.task_id)
-        if task is not None:
-            task.name = rec.name
+        if rec.task_id in self._names:
+            self._names[rec.task_id] = rec.name
 
     def _name_of(self, task_id: int) -> str:
-        task = self._tasks.get(task_id)
-        return task.name if task is not None else "?"
+        return self._names.get(task_id, "?")
 
     def _task_woken(self, rec: r.TaskWoken) -> None:
-        task = self._tasks.get(rec.task_id)
-        if task is not None:
-            task.wakes += 1
-            if rec.waker_id == rec.task_id:
-                task.self_wakes += 1
-            if task.wakes % SELF_WAKE_MIN_WAKES == 0:  # judged every so many wakes, and at its end
-                self._self_wakes(rec.task_id, task, rec.ts)
+        task_id = rec.task_id
+        if task_id in self._names:
+            wakes = self._wakes[task_id] = self._wakes.get(task_id, 0) + 1
+            if rec.waker_id == task_id:
+                self._self_wakes[task_id] = self._self_wakes.get(task_id, 0) + 1
+            if wakes % SELF_WAKE_MIN_WAKES == 0:  # judged every so many wakes, and at its end
+                self._self_wake_share(task_id, rec.ts)
         if self._graph is not None:
             self._graph.unparked(rec.task_id)
 
@@ -199,30 +195,33 @@ class Diagnostics:
             self._deadlock(rec.ts, deadlock)
 
     def _task_closed(self, rec: r.TaskClosed) -> None:
-        task = self._tasks.get(rec.task_id)
-        if task is not None:
-            self._self_wakes(rec.task_id, task, rec.ts)
+        task_id = rec.task_id
+        if task_id in self._names:
+            self._self_wake_share(task_id, rec.ts)
             lost = rec.outcome == Outcome.LOST and self.options.lost_wakers
-            if lost and not task.warned_of(Lint.LOST_WAKER):
+            if lost and not self._warned_of(task_id, Lint.LOST_WAKER):
                 message = "destroyed while pending: nothing could wake it any more"
-                self._diagnose(rec.ts, Lint.LOST_WAKER, rec.task_id, Severity.ERROR, message, {})
-            del self._tasks[rec.task_id]
+                self._diagnose(rec.ts, Lint.LOST_WAKER, task_id, Severity.ERROR, message, {})
+            for column in (self._names, self._spawned_at, self._wakes, self._self_wakes, self._warned):
+                column.pop(task_id, None)
         if self._graph is not None:
-            self._graph.task_closed(rec.task_id)
+            self._graph.task_closed(task_id)
 
-    def _self_wakes(self, task_id: int, task: _Task, now: int) -> None:
+    def _self_wake_share(self, task_id: int, now: int) -> None:
         ratio = self.options.self_wake_ratio
-        if ratio is None or task.wakes < SELF_WAKE_MIN_WAKES or task.warned_of(Lint.SELF_WAKES):
+        wakes = self._wakes.get(task_id, 0)
+        if ratio is None or wakes < SELF_WAKE_MIN_WAKES or self._warned_of(task_id, Lint.SELF_WAKES):
             return
-        share = task.self_wakes / task.wakes
+        self_wakes = self._self_wakes.get(task_id, 0)
+        share = self_wakes / wakes
         if share > ratio:
             message = (
-                f"{task.self_wakes} of its {task.wakes} wakes ({share:.0%}) were its own: "
+                f"{self_wakes} of its {wakes} wakes ({share:.0%}) were its own: "
                 "it yields to the loop rather than waiting for something"
             )
             attributes: dict[str, StateValue] = {
-                "wakes": task.wakes,
-                "self_wakes": task.self_wakes,
+                "wakes": wakes,
+                "self_wakes": self_wakes,
                 "threshold": ratio,
             }
             self._diagnose(now, Lint.SELF_WAKES, task_id, Severity.WARNING, message, attributes)

@@ -52,8 +52,11 @@ class Joins:
         self.ops = ops
         self.tracker = tracker
         #: Ops waiting for a task without being parked on it (gather, wait),
-        #: by the awaited task's id; they end when that task ends.
-        self._indirect: dict[int, list[Wait]] = {}
+        #: by the awaited task's id; they end when that task ends. Almost
+        #: always one per task: kept bare, a list only from the second on
+        #: (a list per gathered task is one more object per live task for the
+        #: cyclic garbage collector).
+        self._indirect: dict[int, Wait | list[Wait]] = {}
         self._direct = _DirectJoin(self)
 
     def install(self, patcher: Patcher, waits: OperationWaits) -> None:
@@ -100,7 +103,7 @@ class Joins:
             self.ops.parked(op, now)
             op.awaited_task_id = child_state.id
             handler.ops.append(op)
-            self._indirect.setdefault(child_state.id, []).append(op)
+            self._wait_for(child_state.id, op)
         return Wait(fut, handler=handler)
 
     def _resource(self, awaited: Any) -> ResourceState | None:
@@ -127,13 +130,26 @@ class Joins:
         if self.registry.get(task) is not None:
             self.registry.observe(task)
             self.registry.close(task)
-        for op in self._indirect.pop(st.id, ()):
+        waiting = self._indirect.pop(st.id, ())
+        for op in waiting if isinstance(waiting, (list, tuple)) else (waiting,):
             if not op.completed:
                 self.ops.completed(op, now, outcome, waker_id=st.id)
 
+    def _wait_for(self, task_id: int, op: Wait) -> None:
+        waiting = self._indirect.get(task_id)
+        if waiting is None:
+            self._indirect[task_id] = op
+        elif isinstance(waiting, list):
+            waiting.append(op)
+        else:
+            self._indirect[task_id] = [waiting, op]
+
     def forget(self, op: Wait) -> None:
-        waiting = self._indirect.get(op.awaited_task_id or 0)
-        if waiting is not None and op in waiting:
+        key = op.awaited_task_id or 0
+        waiting = self._indirect.get(key)
+        if waiting is op:
+            del self._indirect[key]
+        elif isinstance(waiting, list) and op in waiting:
             waiting.remove(op)
 
 
