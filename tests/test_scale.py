@@ -9,6 +9,7 @@ what was exported while the program was still running.
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
 import time
 
@@ -26,6 +27,7 @@ from otel_asyncres.bridge import semconv as sc
 from otel_asyncres.config import load_settings
 from otel_asyncres.export.queue import ExportQueue
 from otel_asyncres.export.setup import ReportingExporter
+from otel_asyncres.instrumentation import tasks as tasks_module
 from otel_asyncres.session import Session, activate
 from otlp_receivers import GrpcReceiver, free_port
 
@@ -363,6 +365,37 @@ def test_sampled_out_traces_record_nothing():
     assert exporter.get_finished_spans() == ()
     assert pending_records == 0
     assert session.instrumentation.tasks.live_tasks() == 0
+
+
+def test_a_sampled_out_tree_keeps_one_weak_reference_per_task():
+    """The descendants of a sampled-out task share one muted state: while
+    they live, the instrumentation holds a weak reference to each and nothing
+    else; they are forgotten as they die, and they behave as before."""
+    session = _session_with(TracerProvider(sampler=ALWAYS_OFF))
+    tracker = session.instrumentation.tasks
+    seen: dict[str, int] = {}
+
+    async def leaf(event: asyncio.Event, n: int) -> int:
+        await event.wait()
+        return n
+
+    async def root() -> list[int]:
+        event = asyncio.Event()
+        tasks = [asyncio.create_task(leaf(event, n)) for n in range(50)]
+        await asyncio.sleep(0)  # every leaf is parked now
+        seen["states"], seen["live"] = len(tracker._states), tracker.live_tasks()
+        seen["shared"] = sum(tracker.state_of(t) is tasks_module.MUTED for t in tasks)
+        event.set()
+        return await asyncio.gather(*tasks)
+
+    try:
+        assert asyncio.run(root()) == list(range(50))
+        gc.collect()
+        left = tracker.live_tasks()
+    finally:
+        otel_asyncres.uninstrument()
+    assert seen == {"states": 1, "live": 51, "shared": 50}  # the root has its own: the sampler's say
+    assert left == 0
 
 
 def test_ratio_sampling_keeps_whole_traces():

@@ -205,6 +205,8 @@ class Operation:
         if session is None:
             return
         st = session.instrumentation.tasks.current()  # None outside any task
+        if st is not None and st.muted:
+            return  # a task that is not recorded: nor are its ops
         self._ops = session.instrumentation.ops
         self._wait = self._ops.open(st, None, self.resource._id, self.source, self._location, ScopeHandler())
         if st is not None:

@@ -233,7 +233,7 @@ class FutureResources:
                     self.received(state)
                 return
             st = self._tracker.current()
-            if st is not None:
+            if st is not None and not st.muted:
                 st.pending_wait = self._open_op(st, fut, state, user_location())
         except Exception as exc:
             self._recorder.count_error("Future.__await__", exc)

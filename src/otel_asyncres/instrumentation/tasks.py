@@ -226,11 +226,20 @@ class TaskState:
         return f"<otel-asyncres poll mark of task {self.id}>"
 
 
-class TaskRef(weakref.ref):  # type: ignore[type-arg]
-    """A weak reference to a task that carries its state back to the callback."""
+#: The one state of every task that is not recorded because its spawner is
+#: not (its trace is sampled out): nothing is kept per such task but a weak
+#: reference, its steps run untouched and whatever it spawns is muted too.
+MUTED = TaskState(0)
+MUTED.muted = True
 
-    __slots__ = ("state",)
+
+class TaskRef(weakref.ref):  # type: ignore[type-arg]
+    """A weak reference to a task that carries its state back to the callback
+    (and, for a task that shares ``MUTED``, the key it is known by)."""
+
+    __slots__ = ("key", "state")
     state: TaskState
+    key: int
 
 
 class _ThreadState(threading.local):
@@ -337,6 +346,9 @@ class TaskTracker:
         self._recorder = recorder
         self._emit = recorder.emit
         self._states: dict[int, TaskState] = {}
+        #: Tasks muted with their spawner, by ``id()``: an entry goes when its
+        #: task dies (the weak reference's callback), before the id can be reused.
+        self._muted: dict[int, TaskRef] = {}
         self._tls = _ThreadState()
         self._classifiers: list[Classifier] = []
         #: Called as (state, task, when, outcome) when a task ends.
@@ -370,10 +382,11 @@ class TaskTracker:
         return self.state_of(task) if task is not None else None
 
     def state_of(self, task: Any) -> TaskState | None:
-        st = self._states.get(id(task))
+        key = id(task)
+        st = self._states.get(key)
         if st is not None and st.ref is not None and st.ref() is task:
             return st
-        return None
+        return MUTED if key in self._muted else None
 
     def add_classifier(self, classifier: Classifier) -> None:
         """Let a resource source recognise what a parked task waits on; the
@@ -386,7 +399,7 @@ class TaskTracker:
         self._tls.cause = st
 
     def live_tasks(self) -> int:
-        return len(self._states)
+        return len(self._states) + len(self._muted)
 
     def parked(self) -> list[TaskState]:
         """The recorded tasks parked now (safe from any thread: the copy is
@@ -523,11 +536,15 @@ class TaskTracker:
         first step is being scheduled), or alive before ``instrument()``."""
         coro = task.get_coro()
         fresh = not wakeup and _not_started(coro)
-        st = TaskState(next_task_id(), self)
         if fresh:
+            parent = self._spawner(loop)
+            if parent is not None and parent.muted:
+                return self._mute(task)
+            st = TaskState(next_task_id(), self)
             # Above _spawned: this, _on_schedule, task_step and the loop hook.
-            self._spawned(st, coro, self._spawner(loop), task.get_loop(), 4)
+            self._spawned(st, coro, parent, task.get_loop(), 4)
         else:
+            st = TaskState(next_task_id(), self)
             self._emit(
                 TaskSpawned(
                     time_ns(),
@@ -543,6 +560,12 @@ class TaskTracker:
         self._bind(st, task)
         st.init_scheduled = fresh
         return st
+
+    def _mute(self, task: Any) -> TaskState:
+        ref = TaskRef(task, self._gone)
+        ref.state, ref.key = MUTED, id(task)
+        self._muted[ref.key] = ref
+        return MUTED
 
     def _spawner(self, loop: Any) -> TaskState | None:
         """The task spawning now: the one being polled, or (not recorded, so
@@ -596,6 +619,8 @@ class TaskTracker:
         tls = self._tls
         st = self._states.get(id(task))
         if st is None or st.ref is None or st.ref() is not task:
+            if id(task) in self._muted:
+                return MUTED
             spawning = tls.spawning
             if spawning is not None and spawning.ref is None:
                 self._bind(spawning, task)
@@ -801,6 +826,10 @@ class TaskTracker:
         pending!"): whatever it waited on can no longer wake it."""
         try:
             st = ref.state
+            if st is MUTED:
+                if self._muted.get(ref.key) is ref:
+                    del self._muted[ref.key]
+                return
             if st.ref is not ref:
                 return  # closed already
             if st.muted:
