@@ -76,3 +76,43 @@ def test_quick_run_gives_a_well_formed_result(tmp_path: Path) -> None:
     for mode in modes:
         assert f"| echo_server | {mode} |" in proc.stdout
     assert "Bridge vs SDK" in proc.stdout
+
+
+@pytest.mark.slow  # ~8 s: a few seconds of the long-run program
+def test_the_long_run_reports_visibility_loss_and_memory(tmp_path: Path) -> None:
+    """The long run (benchmarks/longrun.py) in miniature, in its own process:
+    the program does its work, every long-lived entity reaches the receiver
+    (at the latest when the run ends), OTLP reports nothing dropped, and
+    memory and live counts are sampled. No time is asserted."""
+    out = tmp_path / "longrun.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.longrun",
+            "--minutes",
+            "0.1",
+            "--rate",
+            "5",
+            "--every",
+            "1",
+            "--json",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(out.read_text())
+    assert result["program"]["echoed"] == result["expected_echoed"] > 0
+    received, long_lived = result["received"], result["long_lived"]
+    assert len(long_lived) == 4
+    assert set(received["first_seen_s"]) == set(long_lived)
+    assert all(received["windows"][name] >= 1 for name in long_lived)
+    dropped = (received["dropped_events"], received["dropped_attributes"], received["dropped_links"])
+    assert dropped == (0, 0, 0)
+    assert len(result["samples"]) >= 3
+    assert all(s["rss_mb"] > 0 and s["live_tasks"] >= 2 for s in result["samples"])
+    assert "first span of each long-lived entity" in proc.stdout
