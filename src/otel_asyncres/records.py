@@ -225,6 +225,9 @@ class ResourceClosed:
 
 @dataclass(slots=True)
 class AsyncOpCreated:
+    """An op begins: its task parked in it, so this is also the start of its
+    first poll (no ``AsyncOpPollStarted`` is recorded for that one)."""
+
     ts: int
     op_id: int
     resource_id: int
@@ -235,7 +238,8 @@ class AsyncOpCreated:
 
 @dataclass(slots=True)
 class AsyncOpPollStarted:
-    """The waiting task was resumed inside the operation."""
+    """The waiting task was resumed inside the operation (a second or later
+    poll: the first starts with the op's creation)."""
 
     ts: int
     op_id: int

@@ -716,6 +716,7 @@ class SpanBridge(Dispatcher):
         parent: SpanEntity | Context = first or second or Context()
         entity = SpanEntity(sc.ASYNC_OP_SPAN.format(rec.source), rec.ts, attributes, parent)
         op = _Op(rec.op_id, entity, rec.ts, rec.task_id, res, code)
+        op.poll_start, op.poll_count = rec.ts, 1  # its creation is its first poll's start
         self._ops[rec.op_id] = op
         if self._everything:
             self._show_op(op)

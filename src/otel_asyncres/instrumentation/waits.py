@@ -133,12 +133,11 @@ class OpRecords:
         now: int | None = None,
         key: int = 0,
     ) -> Wait:
-        """A new op: created, and its first poll started."""
+        """A new op: created, its first poll started (one record says both)."""
         ts = time_ns() if now is None else now
         op_id = next_op_id()
         task_id = st.id if st is not None else None
         self._emit(AsyncOpCreated(ts, op_id, resource_id, task_id, source, location))
-        self._emit(AsyncOpPollStarted(ts, op_id, task_id))
         wait = Wait(future, resource_id, op_id, source, handler=handler, key=key)
         wait.location = location
         return wait
