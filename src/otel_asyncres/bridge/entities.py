@@ -19,7 +19,7 @@ next window.
 from __future__ import annotations
 
 from itertools import chain
-from typing import Any, Protocol
+from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.context import Context
@@ -38,20 +38,14 @@ class Windows:
         self.events = events
 
 
-class Described(Protocol):
-    """What an entity describes (a task, a resource): what a window ending
-    says of it so far."""
-
-    def snapshot(self, ts: int) -> dict[str, Any]: ...
-
-
 class SpanEntity:
-    """One task, resource or op: a span on demand.
+    """One task, resource or op: a span on demand. The bridge's task,
+    resource and op are subclasses, each its own entity.
 
     A program may have tens of thousands of them alive at once, most never
-    shown, and every container they hold is one more object for the cyclic
-    garbage collector to walk at each full collection: so the links and
-    events kept are lists made only when there is one to keep."""
+    shown, and every object they hold is one more for the cyclic garbage
+    collector to walk at each full collection: so the links and events kept
+    are lists made only when there is one to keep."""
 
     __slots__ = (
         "_attributes",
@@ -64,7 +58,6 @@ class SpanEntity:
         "event_count",
         "muted",
         "parent",
-        "owner",
         "parent_context",
         "span",
         "start",
@@ -78,7 +71,6 @@ class SpanEntity:
         start: int,
         attributes: dict[str, Any],
         parent: SpanEntity | Context | None,
-        owner: Described | None = None,
     ) -> None:
         self._name = name
         self.start = start
@@ -92,8 +84,6 @@ class SpanEntity:
         #: empty Context for a new trace).
         self.parent = parent
         self.parent_context: Context | None = None
-        #: What it describes, asked for its attributes so far as each window ends.
-        self.owner = owner
         self.span: Span | None = None
         self.context: Context | None = None
         self.window = 0
@@ -199,13 +189,19 @@ class SpanEntity:
         if self.span is None:
             return
         previous = self.span
-        if self.owner is not None:
-            previous.set_attributes(self.owner.snapshot(ts))
+        described = self.describe(ts)
+        if described:
+            previous.set_attributes(described)
         previous.set_attributes({sc.WINDOW_INDEX: self.window, sc.WINDOW_LAST: False})
         previous.end(end_time=ts)
         self.window += 1
         link = Link(previous.get_span_context(), {sc.LINK_RELATION: sc.LINK_PREVIOUS_WINDOW})
         self._open(tracer, ts, [link])
+
+    def describe(self, ts: int) -> dict[str, Any] | None:
+        """What the window ending at ``ts`` says of the entity so far
+        (statistics, state): for the subclasses to say."""
+        return None
 
     def forget_events(self) -> None:
         """Drop what was kept for a span that was not made (an entity ended
@@ -220,9 +216,6 @@ class SpanEntity:
         """End the span with its final attributes; if it is not one, remember
         how it ended, for a span made later (a late link to it)."""
         self.ended = True
-        # Its owner points back here; an ended entity has no windows left to
-        # describe, and without the cycle reference counting frees them both.
-        self.owner = None
         if self.span is None:
             self._ending = (ts, attributes)
             return

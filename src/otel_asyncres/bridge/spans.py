@@ -120,13 +120,14 @@ def _state_event(attribute: str, value: StateValue, op: str, unit: str | None) -
     return attrs
 
 
-class _Task:
+class _Task(SpanEntity):
+    """A task, its own span entity (one object per live task, not two)."""
+
     __slots__ = (
         "app_parent",
         "busy",
         "clones",
         "drops",
-        "entity",
         "error",
         "hidden_tasks",
         "hidden_waits",
@@ -134,25 +135,35 @@ class _Task:
         "join_since",
         "joined_by",
         "joins_open",
-        "parent",
         "poll_started",
         "polls",
         "scheduled",
         "self_wakes",
         "spawned",
+        "spawner",
+        "transparent",
         "waits_open",
         "wakes",
         "woken_at",
     )
 
     def __init__(
-        self, entity: SpanEntity | None, spawned: int, app_parent: Any, parent: _Task | None
+        self,
+        name: str,
+        attributes: dict[str, Any],
+        parent: SpanEntity | Context | None,
+        spawned: int,
+        app_parent: Any,
+        spawner: _Task | None,
+        transparent: bool = False,
     ) -> None:
-        #: None for asyncio's housekeeping tasks, which are transparent.
-        self.entity = entity
+        super().__init__(name, spawned, attributes, parent)
+        #: asyncio's housekeeping tasks are transparent: never spans.
+        self.transparent = transparent
         self.spawned = spawned
         self.app_parent = app_parent
-        self.parent = parent
+        #: The task that spawned it (its span's parent may be another).
+        self.spawner = spawner
         self.polls = 0
         self.busy = 0
         self.scheduled = 0
@@ -187,7 +198,11 @@ class _Task:
             active -= max(now - self.join_since, 0)
         return active
 
-    def snapshot(self, ts: int) -> dict[str, Any]:
+    @property
+    def entity(self) -> SpanEntity | None:
+        return None if self.transparent else self
+
+    def describe(self, ts: int) -> dict[str, Any] | None:
         return self.statistics(ts)
 
     def statistics(self, end: int) -> dict[str, Any]:
@@ -209,13 +224,22 @@ class _Task:
         return stats
 
 
-class _Resource:
-    __slots__ = ("awaited", "created", "entity", "hidden_ops", "state")
+class _Resource(SpanEntity):
+    """A resource, its own span entity (one object per resource, not two:
+    tens of thousands of tasks awaited through gather are as many resources)."""
+
+    __slots__ = ("awaited", "created", "hidden_ops", "state")
 
     def __init__(
-        self, entity: SpanEntity, created: int, state: dict[str, StateValue], awaited: int | None
+        self,
+        name: str,
+        created: int,
+        attributes: dict[str, Any],
+        parent: SpanEntity | Context,
+        state: dict[str, StateValue],
+        awaited: int | None,
     ) -> None:
-        self.entity = entity
+        super().__init__(name, created, attributes, parent)
         self.created = created
         self.state = dict(state)
         self.hidden_ops = 0
@@ -223,7 +247,11 @@ class _Resource:
         #: with an op on it: its life is the task's, already a span of its own.
         self.awaited = awaited
 
-    def snapshot(self, ts: int) -> dict[str, Any]:
+    @property
+    def entity(self) -> SpanEntity:
+        return self
+
+    def describe(self, ts: int) -> dict[str, Any] | None:
         return self.final_state()
 
     def final_state(self) -> dict[str, Any]:
@@ -233,11 +261,12 @@ class _Resource:
         return attrs
 
 
-class _Op:
+class _Op(SpanEntity):
+    """An async op, its own span entity."""
+
     __slots__ = (
         "code",
         "created",
-        "entity",
         "op_id",
         "poll_count",
         "poll_start",
@@ -249,17 +278,21 @@ class _Op:
 
     def __init__(
         self,
+        name: str,
+        attributes: dict[str, Any],
+        parent: SpanEntity | Context,
         op_id: int,
-        entity: SpanEntity,
         created: int,
         task_id: int | None,
         resource: _Resource | None,
         code: dict[str, Any],
     ) -> None:
+        super().__init__(name, created, attributes, parent)
         self.op_id = op_id
-        self.entity = entity
         self.created = created
-        self.poll_count = 0
+        #: Its creation is the start of its first poll.
+        self.poll_count = 1
+        self.poll_start: int | None = created
         self.task_id = task_id
         #: Kept with the op: a task's resource ends before the gather op on it.
         self.resource = resource
@@ -267,9 +300,12 @@ class _Op:
         #: (start, end, is_ready) of each poll, made into spans when shown
         #: (kept only when there are poll spans to make).
         self.polls: list[tuple[int, int, bool]] | None = None
-        self.poll_start: int | None = None
         #: Tasks whose action woke the op, linked when it is shown.
         self.wakers: list[int] | None = None
+
+    @property
+    def entity(self) -> SpanEntity:
+        return self
 
 
 class SpanBridge(Dispatcher):
@@ -395,7 +431,7 @@ class SpanBridge(Dispatcher):
         spawner = self._tasks.get(rec.parent_id) if rec.parent_id is not None else None
         anchor = spawner
         while anchor is not None and anchor.entity is None:  # transparent housekeeping
-            anchor = anchor.parent
+            anchor = anchor.spawner
         app = rec.app_parent
         parent: SpanEntity | Context | None
         spawned_by = None
@@ -411,8 +447,7 @@ class SpanBridge(Dispatcher):
         else:
             parent = Context()  # a new trace
         if rec.internal and not self._options.internal_tasks:
-            task = _Task(None, rec.ts, app, spawner)
-            self._tasks[rec.task_id] = task
+            self._tasks[rec.task_id] = _Task("", {}, None, rec.ts, app, spawner, transparent=True)
             return
         attributes: dict[str, Any] = {
             sc.TASK_ID: rec.task_id,
@@ -424,15 +459,14 @@ class SpanBridge(Dispatcher):
             attributes[sc.TASK_PARENT_ID] = rec.parent_id
         if rec.adopted:
             attributes[sc.TASK_ADOPTED] = True
-        task = _Task(None, rec.ts, app, spawner)
-        task.entity = SpanEntity(sc.TASK_SPAN.format(rec.coroutine), rec.ts, attributes, parent, task)
+        task = _Task(sc.TASK_SPAN.format(rec.coroutine), attributes, parent, rec.ts, app, spawner)
         self._tasks[rec.task_id] = task
         if spawned_by is not None and spawned_by.entity is not None:
             context = self._task_span_context(spawned_by)
             if context is not None:
-                task.entity.add_link(context, {sc.LINK_RELATION: sc.LINK_SPAWNED_BY})
+                task.add_link(context, {sc.LINK_RELATION: sc.LINK_SPAWNED_BY})
         if self._everything:
-            self._show(task.entity)
+            self._show(task)
 
     @staticmethod
     def _app_context(app: Any) -> Context:
@@ -587,10 +621,10 @@ class SpanBridge(Dispatcher):
                     attributes[sc.DROPPED_SPANS] = dropped
             else:
                 entity.forget_events()
-                if task.parent is not None:
-                    task.parent.hidden_tasks += 1
+                if task.spawner is not None:
+                    task.spawner.hidden_tasks += 1
             entity.end(rec.ts, attributes)
-            task.parent = None  # ended: it no longer needs its ancestors alive
+            task.spawner = None  # ended: it no longer needs its ancestors alive
             self._recent[rec.task_id] = task
             if len(self._recent) > RECENT_TASKS_KEPT:
                 self._recent.popitem(last=False)
@@ -605,7 +639,7 @@ class SpanBridge(Dispatcher):
             return False
         if entity.shown or outcome in (Outcome.ERROR, Outcome.LOST):
             return True
-        if task.parent is None and task.app_parent is None:
+        if task.spawner is None and task.app_parent is None:
             return True
         return task.active(ts) >= self._min_task
 
@@ -614,7 +648,7 @@ class SpanBridge(Dispatcher):
         failure would be); an error marks the span's status."""
         task = self._tasks.get(rec.task_id) or self._recent.get(rec.task_id)
         while task is not None and task.entity is None:  # a housekeeping task: its parent's
-            task = task.parent
+            task = task.spawner
         if task is None or task.entity is None or self._show(task.entity) is None:
             return
         attributes: dict[str, Any] = {sc.LINT_SEVERITY: rec.severity, sc.LINT_MESSAGE: rec.message}
@@ -641,7 +675,7 @@ class SpanBridge(Dispatcher):
         else:
             owner = self._tasks.get(rec.task_id) if rec.task_id is not None else None
             while owner is not None and owner.entity is None:  # an internal task's is its parent's
-                owner = owner.parent
+                owner = owner.spawner
             parent = owner.entity if owner is not None and owner.entity is not None else Context()
         attributes: dict[str, Any] = {
             sc.RESOURCE_ID: rec.resource_id,
@@ -658,13 +692,12 @@ class SpanBridge(Dispatcher):
             attributes[sc.RESOURCE_PARENT_ID] = rec.parent_resource_id
         if rec.task_id is not None:
             attributes[sc.TASK_ID] = rec.task_id
-        entity = SpanEntity(sc.RESOURCE_SPAN.format(rec.concrete_type), rec.ts, attributes, parent)
         awaited = rec.task_id if rec.concrete_type == _TASK_RESOURCE else None
-        res = _Resource(entity, rec.ts, rec.state, awaited)
-        entity.owner = res
+        name = sc.RESOURCE_SPAN.format(rec.concrete_type)
+        res = _Resource(name, rec.ts, attributes, parent, rec.state, awaited)
         self._resources[rec.resource_id] = res
         if self._everything:
-            self._show(entity)
+            self._show(res)
 
     def _resource_state(self, rec: r.ResourceStateUpdated) -> None:
         res = self._resources.get(rec.resource_id)
@@ -693,7 +726,7 @@ class SpanBridge(Dispatcher):
     def _op_created(self, rec: r.AsyncOpCreated) -> None:
         waiting = task = self._tasks.get(rec.task_id) if rec.task_id is not None else None
         while task is not None and task.entity is None:
-            task = task.parent
+            task = task.spawner
         res = self._resources.get(rec.resource_id)
         if waiting is not None:
             if res is not None and res.awaited is not None:
@@ -714,9 +747,8 @@ class SpanBridge(Dispatcher):
         res_entity = res.entity if res is not None else None
         first, second = (res_entity, task_entity) if by_resource else (task_entity, res_entity)
         parent: SpanEntity | Context = first or second or Context()
-        entity = SpanEntity(sc.ASYNC_OP_SPAN.format(rec.source), rec.ts, attributes, parent)
-        op = _Op(rec.op_id, entity, rec.ts, rec.task_id, res, code)
-        op.poll_start, op.poll_count = rec.ts, 1  # its creation is its first poll's start
+        name = sc.ASYNC_OP_SPAN.format(rec.source)
+        op = _Op(name, attributes, parent, rec.op_id, rec.ts, rec.task_id, res, code)
         self._ops[rec.op_id] = op
         if self._everything:
             self._show_op(op)
