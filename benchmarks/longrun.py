@@ -39,9 +39,13 @@ from concurrent import futures
 from dataclasses import dataclass, field
 from typing import Any
 
+from .workloads import echo_client
+
 #: Long-lived entities, by the name of their span, whose windows are followed.
 LONG_LIVED = ("task consumer", "task ticker", "resource asyncio.Semaphore", "resource asyncio.Queue")
 MESSAGES = 5
+#: What each client sends, a line at a time.
+LINES = [f"message {n}\n".encode() for n in range(MESSAGES)]
 
 
 @dataclass
@@ -144,18 +148,6 @@ async def handle(
     await writer.wait_closed()
 
 
-async def client(port: int) -> int:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    echoed = 0
-    for n in range(MESSAGES):
-        writer.write(f"message {n}\n".encode())
-        await writer.drain()
-        echoed += len(await reader.readline())
-    writer.close()
-    await writer.wait_closed()
-    return echoed
-
-
 async def program(seconds: float, rate: int, sample: Any, every: float) -> dict[str, int]:
     """Serve for ``seconds``, ``rate`` client connections a second; call
     ``sample()`` every ``every`` seconds."""
@@ -170,7 +162,7 @@ async def program(seconds: float, rate: int, sample: Any, every: float) -> dict[
     next_sample = loop.time() + every
     async with server:
         while loop.time() < end:
-            results = await asyncio.gather(*(client(port) for _ in range(rate)))
+            results = await asyncio.gather(*(echo_client(port, LINES) for _ in range(rate)))
             totals["connections"] += len(results)
             totals["echoed"] += sum(results)
             await asyncio.sleep(max(0.0, 1.0 - (loop.time() % 1.0)))
@@ -248,7 +240,7 @@ def run(minutes: float, rate: int, every: float) -> dict[str, Any]:
         "rate": rate,
         "python": sys.version.split()[0],
         "program": totals,
-        "expected_echoed": totals["connections"] * sum(len(f"message {n}\n") for n in range(MESSAGES)),
+        "expected_echoed": totals["connections"] * sum(map(len, LINES)),
         "long_lived": list(LONG_LIVED),
         "received": received.summary(),
         "samples": samples,

@@ -25,7 +25,8 @@ from typing import Any
 
 
 class _KeepRecords:
-    """A recorder sink that keeps every record."""
+    """A recorder sink that keeps every record. Self-contained (not a
+    ``recorder.Dispatcher``): ``--commit`` runs it against older src/ trees."""
 
     def __init__(self) -> None:
         self.records: list[Any] = []

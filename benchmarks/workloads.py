@@ -15,7 +15,7 @@ import asyncio
 import math
 import random
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 HAS_EAGER = sys.version_info >= (3, 12)
@@ -233,6 +233,20 @@ async def short_tasks(scale: float) -> int:
     return total
 
 
+async def echo_client(port: int, lines: Sequence[bytes]) -> int:
+    """Connect to an echo server on 127.0.0.1, send each line and read it back
+    (one round trip each); the bytes echoed."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    received = 0
+    for line in lines:
+        writer.write(line)
+        await writer.drain()
+        received += len(await reader.readline())
+    writer.close()
+    await writer.wait_closed()
+    return received
+
+
 async def echo_server(scale: float) -> int:
     """``asyncio.start_server`` on 127.0.0.1 and 20 clients doing request/response
     round trips of one 64-byte line each (a handler task per connection)."""
@@ -250,19 +264,9 @@ async def echo_server(scale: float) -> int:
     server = await asyncio.start_server(handle, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
 
-    async def client() -> int:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        received = 0
-        for _ in range(round_trips):
-            writer.write(message)
-            await writer.drain()
-            received += len(await reader.readline())
-        writer.close()
-        await writer.wait_closed()
-        return received
-
+    lines = [message] * round_trips
     async with server:
-        results = await asyncio.gather(*[client() for _ in range(clients)])
+        results = await asyncio.gather(*[echo_client(port, lines) for _ in range(clients)])
     return sum(results)
 
 

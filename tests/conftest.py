@@ -22,6 +22,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 import otel_asyncres
 from otel_asyncres import records as r
 from otel_asyncres.config import load_settings
+from otel_asyncres.recorder import Dispatcher
 from otel_asyncres.session import Session, activate, current_session
 
 try:
@@ -30,23 +31,16 @@ except ImportError:  # pragma: no cover - depends on the machine
     uvloop = None
 
 
-class ListSink:
-    """A sink that keeps every record it is given."""
+class ListSink(Dispatcher):
+    """A sink that keeps every record it is given (ticks, flushes and the
+    shutdown do nothing, as for any Dispatcher)."""
 
     def __init__(self) -> None:
+        super().__init__({})
         self.records: list[r.Record] = []
 
     def consume(self, records: Sequence[r.Record]) -> None:
         self.records.extend(records)
-
-    def tick(self, now: int) -> None:
-        pass
-
-    def flush(self, final: bool = False) -> None:
-        pass
-
-    def shutdown(self) -> None:
-        pass
 
     def of(self, kind: type) -> list[Any]:
         return [x for x in self.records if isinstance(x, kind)]

@@ -228,7 +228,7 @@ class _Resource(SpanEntity):
     """A resource, its own span entity (one object per resource, not two:
     tens of thousands of tasks awaited through gather are as many resources)."""
 
-    __slots__ = ("awaited", "created", "hidden_ops", "state")
+    __slots__ = ("awaited", "hidden_ops", "state")
 
     def __init__(
         self,
@@ -240,16 +240,11 @@ class _Resource(SpanEntity):
         awaited: int | None,
     ) -> None:
         super().__init__(name, created, attributes, parent)
-        self.created = created
         self.state = dict(state)
         self.hidden_ops = 0
         #: For a task awaited by others: its id. Such a resource is shown only
         #: with an op on it: its life is the task's, already a span of its own.
         self.awaited = awaited
-
-    @property
-    def entity(self) -> SpanEntity:
-        return self
 
     def describe(self, ts: int) -> dict[str, Any] | None:
         return self.final_state()
@@ -266,7 +261,6 @@ class _Op(SpanEntity):
 
     __slots__ = (
         "code",
-        "created",
         "op_id",
         "poll_count",
         "poll_start",
@@ -289,7 +283,6 @@ class _Op(SpanEntity):
     ) -> None:
         super().__init__(name, created, attributes, parent)
         self.op_id = op_id
-        self.created = created
         #: Its creation is the start of its first poll.
         self.poll_count = 1
         self.poll_start: int | None = created
@@ -302,10 +295,6 @@ class _Op(SpanEntity):
         self.polls: list[tuple[int, int, bool]] | None = None
         #: Tasks whose action woke the op, linked when it is shown.
         self.wakers: list[int] | None = None
-
-    @property
-    def entity(self) -> SpanEntity:
-        return self
 
 
 class SpanBridge(Dispatcher):
@@ -396,17 +385,17 @@ class SpanBridge(Dispatcher):
             if task.entity is not None and not task.entity.shown and task.active(now) >= min_task:
                 self._show(task.entity)
         for res in self._resources.values():
-            if not res.entity.shown and res.awaited is None and now - res.created >= min_task:
-                self._show(res.entity)
+            if not res.shown and res.awaited is None and now - res.start >= min_task:
+                self._show(res)
         for op in self._ops.values():
-            if not op.entity.shown and now - op.created >= min_wait and self._awaits_shown_or_none(op):
+            if not op.shown and now - op.start >= min_wait and self._awaits_shown_or_none(op):
                 self._show_op(op)
 
     def _roll_due_windows(self, now: int) -> None:
         windows = self._windows
         entities = [t.entity for t in self._tasks.values() if t.entity is not None]
-        entities += [x.entity for x in self._resources.values()]
-        entities += [x.entity for x in self._ops.values()]
+        entities += self._resources.values()
+        entities += self._ops.values()
         for entity in entities:
             if entity.due(now, windows):
                 entity.roll(now, self._tracer)
@@ -524,11 +513,11 @@ class SpanBridge(Dispatcher):
             self._note_waker(op, rec.waker_id)
 
     def _note_waker(self, op: _Op, waker_id: int) -> None:
-        op.entity.set_attributes({sc.WAKER_TASK_ID: waker_id})
+        op.set_attributes({sc.WAKER_TASK_ID: waker_id})
         if op.wakers is None:
             op.wakers = []
         op.wakers.append(waker_id)
-        if op.entity.shown:
+        if op.shown:
             self._link_wakers(op)
 
     def _link_wakers(self, op: _Op) -> None:
@@ -536,7 +525,7 @@ class SpanBridge(Dispatcher):
         for waker_id in wakers or ():
             context = self._task_context_by_id(waker_id)
             if context is not None:
-                op.entity.add_link(context, {sc.LINK_RELATION: sc.LINK_WOKEN_BY})
+                op.add_link(context, {sc.LINK_RELATION: sc.LINK_WOKEN_BY})
 
     def _poll_started(self, rec: r.TaskPollStarted) -> None:
         task = self._tasks.get(rec.task_id)
@@ -671,7 +660,7 @@ class SpanBridge(Dispatcher):
             return
         parent: SpanEntity | Context
         if rec.parent_resource_id is not None and rec.parent_resource_id in self._resources:
-            parent = self._resources[rec.parent_resource_id].entity
+            parent = self._resources[rec.parent_resource_id]
         else:
             owner = self._tasks.get(rec.task_id) if rec.task_id is not None else None
             while owner is not None and owner.entity is None:  # an internal task's is its parent's
@@ -705,7 +694,7 @@ class SpanBridge(Dispatcher):
             return
         res.state[rec.attribute] = _apply(res.state.get(rec.attribute), rec.value, rec.op)
         attrs = _state_event(rec.attribute, rec.value, rec.op, rec.unit)
-        self._event(res.entity, sc.EVENT_STATE_UPDATE, attrs, rec.ts)
+        self._event(res, sc.EVENT_STATE_UPDATE, attrs, rec.ts)
 
     def _resource_closed(self, rec: r.ResourceClosed) -> None:
         self._end_resource(rec.resource_id, rec.ts)
@@ -714,12 +703,12 @@ class SpanBridge(Dispatcher):
         res = self._resources.pop(rid, None)
         if res is None:
             return
-        if not res.entity.shown and res.awaited is None and ts - res.created >= self._min_task:
-            self._show(res.entity)
+        if not res.shown and res.awaited is None and ts - res.start >= self._min_task:
+            self._show(res)
         attributes = res.final_state()
         if unfinished:
             attributes[sc.UNFINISHED] = True
-        res.entity.end(ts, attributes)
+        res.end(ts, attributes)
 
     # -- async ops -----------------------------------------------------------------
 
@@ -744,8 +733,7 @@ class SpanBridge(Dispatcher):
             attributes[sc.TASK_ID] = rec.task_id
         by_resource = self._options.op_parent == "resource"
         task_entity = task.entity if task is not None else None
-        res_entity = res.entity if res is not None else None
-        first, second = (res_entity, task_entity) if by_resource else (task_entity, res_entity)
+        first, second = (res, task_entity) if by_resource else (task_entity, res)
         parent: SpanEntity | Context = first or second or Context()
         name = sc.ASYNC_OP_SPAN.format(rec.source)
         op = _Op(name, attributes, parent, rec.op_id, rec.ts, rec.task_id, res, code)
@@ -756,8 +744,7 @@ class SpanBridge(Dispatcher):
     def _show_op(self, op: _Op) -> None:
         """Make the op a span, with its link to the resource or the task (the
         one that is not its parent) and to the tasks that woke it."""
-        entity = op.entity
-        if entity.shown or self._show(entity) is None:
+        if op.shown or self._show(op) is None:
             return
         by_resource = self._options.op_parent == "resource"
         if by_resource:
@@ -767,11 +754,11 @@ class SpanBridge(Dispatcher):
         else:
             res = op.resource
             context = None
-            if res is not None and entity.parent is not res.entity and self._show(res.entity) is not None:
-                context = res.entity.span.get_span_context() if res.entity.span is not None else None
+            if res is not None and op.parent is not res and self._show(res) is not None:
+                context = res.span.get_span_context() if res.span is not None else None
             relation = sc.LINK_RESOURCE
         if context is not None:
-            entity.add_link(context, {sc.LINK_RELATION: relation})
+            op.add_link(context, {sc.LINK_RELATION: relation})
         self._link_wakers(op)
 
     def _op_poll_started(self, rec: r.AsyncOpPollStarted) -> None:
@@ -785,7 +772,7 @@ class SpanBridge(Dispatcher):
         if op is None:
             return
         self._event(
-            op.entity,
+            op,
             sc.EVENT_POLL_OP,
             {sc.EVENT_OP_NAME: rec.op_name, sc.EVENT_IS_READY: rec.is_ready},
             rec.ts,
@@ -793,7 +780,7 @@ class SpanBridge(Dispatcher):
         start, op.poll_start = op.poll_start, None
         if start is not None and self._op_polls:
             self._keep_poll(op, start, rec.ts, rec.is_ready)
-            if op.entity.shown:
+            if op.shown:
                 self._op_poll_spans(op)
 
     @staticmethod
@@ -808,15 +795,15 @@ class SpanBridge(Dispatcher):
             attributes: dict[str, Any] = {sc.ASYNC_OP_ID: op.op_id, **op.code, sc.POLL_IS_READY: ready}
             if op.task_id is not None:
                 attributes[sc.TASK_ID] = op.task_id
-            self._poll_span(op.entity, start, end, attributes)
+            self._poll_span(op, start, end, attributes)
 
     def _op_state(self, rec: r.AsyncOpStateUpdated) -> None:
         op = self._ops.get(rec.op_id)
         if op is None:
             return
-        op.entity.set_attributes({sc.ASYNC_OP_STATE_PREFIX + rec.attribute: rec.value})
+        op.set_attributes({sc.ASYNC_OP_STATE_PREFIX + rec.attribute: rec.value})
         attrs = _state_event(rec.attribute, rec.value, rec.op, rec.unit)
-        self._event(op.entity, sc.EVENT_STATE_UPDATE, attrs, rec.ts)
+        self._event(op, sc.EVENT_STATE_UPDATE, attrs, rec.ts)
 
     def _op_closed(self, rec: r.AsyncOpClosed) -> None:
         op = self._ops.get(rec.op_id)
@@ -843,7 +830,7 @@ class SpanBridge(Dispatcher):
             else:
                 waiting.waits_open -= 1
         target = self._tasks.get(awaited) if awaited is not None else None
-        if target is not None and not op.entity.shown and not unfinished and outcome == Outcome.OK:
+        if target is not None and not op.shown and not unfinished and outcome == Outcome.OK:
             # A wait for a task that is ending (gather's ops end just before
             # the task's own record): worth a span only if the task is.
             if target.joined_by is None:
@@ -855,12 +842,11 @@ class SpanBridge(Dispatcher):
     def _finish_op(
         self, op: _Op, ts: int, outcome: str | None, error: r.ErrorInfo | None, unfinished: bool
     ) -> None:
-        entity = op.entity
-        if not entity.shown and self._op_worth_showing(op, ts, outcome, unfinished):
+        if not op.shown and self._op_worth_showing(op, ts, outcome, unfinished):
             self._show_op(op)
-        if not entity.shown:
+        if not op.shown:
             self._count_hidden(op)
-            entity.end(ts)
+            op.end(ts)
             return
         if op.poll_start is not None and self._op_polls:  # a poll still running at exit
             self._keep_poll(op, op.poll_start, ts, False)
@@ -870,8 +856,8 @@ class SpanBridge(Dispatcher):
             attributes[sc.ASYNC_OP_OUTCOME] = outcome
         if unfinished:
             attributes[sc.UNFINISHED] = True
-        _record_error(entity, error, ts, self._tracer, self._windows)
-        entity.end(ts, attributes)
+        _record_error(op, error, ts, self._tracer, self._windows)
+        op.end(ts, attributes)
 
     def _op_worth_showing(self, op: _Op, ts: int, outcome: str | None, unfinished: bool) -> bool:
         """A wait that did not end well, or lasted long enough; a wait for a
@@ -879,7 +865,7 @@ class SpanBridge(Dispatcher):
         scheduling, counted on the waiting task)."""
         if unfinished or outcome != Outcome.OK:
             return True
-        return ts - op.created >= self._min_wait and self._awaits_shown_or_none(op)
+        return ts - op.start >= self._min_wait and self._awaits_shown_or_none(op)
 
     def _awaits_shown_or_none(self, op: _Op) -> bool:
         """Whether the op waits for no task, or for a task that is shown."""
