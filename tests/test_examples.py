@@ -130,14 +130,13 @@ EXPECTED: dict[str, list[str]] = {
         *(f"task {t}" for t in ("main", "tokio-oneshot", "receiver", "sender")),
         "resource asyncio.Future",
         "async_op Future.__await__",
-        "resource asyncio.sleep",
+        "async_op sleep",
     ],
     "mutex_contention": [
         "task main",
         *(f"task worker-{i}" for i in range(4)),
         "resource asyncio.Lock",
         "async_op Lock.acquire",
-        "resource asyncio.sleep",
         "async_op sleep",
     ],
     "semaphore_crawler": [
@@ -145,7 +144,7 @@ EXPECTED: dict[str, list[str]] = {
         *(f"task fetch https://example.com{u}" for u in URLS),
         "resource asyncio.Semaphore",
         "async_op Semaphore.acquire",
-        "resource asyncio.sleep",
+        "async_op sleep",
     ],
     "pipeline": [
         *(f"task {t}" for t in ("main", "producer", "transformer", "consumer")),
@@ -153,7 +152,7 @@ EXPECTED: dict[str, list[str]] = {
         "async_op Queue.put",
         "async_op Queue.get",
         "async_op Queue.join",
-        "resource asyncio.sleep",
+        "async_op sleep",
     ],
     "barrier": [
         "task main",
@@ -174,7 +173,7 @@ EXPECTED: dict[str, list[str]] = {
     "timeouts": [
         *(f"task {t}" for t in ("main", "wait_for-demo", "timeout-demo")),
         *(["task feeder"] if PY311 else []),
-        "resource asyncio.sleep",
+        "async_op sleep",
     ],
 }
 

@@ -292,16 +292,19 @@ def test_op_parent_resource_without_poll_spans() -> None:
 
 
 def test_poll_spans_on_request() -> None:
-    """Each poll of an op is a poll_op event on its span; a ``poll`` span per
-    poll only when asked for (or with detail=all)."""
+    """By default an op's polls are counted (``asyncio.async_op.polls``), its
+    span's start and end are its first and ready polls; a ``poll`` span and a
+    poll_op event per poll only when asked for (or with detail=all)."""
     with HttpReceiver() as receiver:
         default = received(run_oneshot(env=otlp_env(receiver)), receiver)
     assert by_name(default, "poll") == []
     op = one(default, "async_op Future.__await__")
-    assert [e["is_ready"] for e in events(op, "poll_op")] == [False, True]
+    assert events(op, "poll_op") == []
+    assert attributes(op.span.attributes)["asyncio.async_op.polls"] == 2
     with HttpReceiver() as receiver:
         spans = received(run_oneshot("--op-poll-spans", "true", env=otlp_env(receiver)), receiver)
     op = one(spans, "async_op Future.__await__")
+    assert [e["is_ready"] for e in events(op, "poll_op")] == [False, True]
     polls = sorted(
         (p for p in by_name(spans, "poll") if p.span.parent_span_id == op.span.span_id),
         key=lambda p: p.span.start_time_unix_nano,

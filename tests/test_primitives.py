@@ -1369,7 +1369,10 @@ def test_priority_and_lifo_queues(ck, run, cls, expected):
 # -- sleep -------------------------------------------------------------------------------
 
 
-def test_sleep_is_a_timer_resource_ended_with_its_op(ck, run):
+def test_sleep_is_a_timer_resource_folded_into_its_op(ck, run):
+    """A sleep's timer is used by its one op: no span of its own, the op span
+    carries the resource's identity and state."""
+
     async def sleeper():
         await asyncio.sleep(0.01)
         return "slept"
@@ -1381,19 +1384,21 @@ def test_sleep_is_a_timer_resource_ended_with_its_op(ck, run):
     run(main)
     records = ck.traced.records()
     spans = ck.verify()
-    res = one(spans, "resource asyncio.sleep")
-    assert res.attributes[sc.RESOURCE_KIND] == "Timer"
-    assert res.attributes[sc.RESOURCE_CONCRETE_TYPE] == "asyncio.sleep"
-    assert res.attributes[sc.RESOURCE_STATE_PREFIX + "duration"] == pytest.approx(10.0)
-    assert res.attributes[sc.RESOURCE_STATE_PREFIX + "duration.unit"] == "ms"
-    assert sc.UNFINISHED not in res.attributes
-    rec = created(records, res.attributes[sc.RESOURCE_ID])
+    assert by_name(spans, "resource asyncio.sleep") == []
+    (op,) = ops(spans, "sleep")
+    assert op.attributes[sc.RESOURCE_KIND] == "Timer"
+    assert op.attributes[sc.RESOURCE_CONCRETE_TYPE] == "asyncio.sleep"
+    assert op.attributes[sc.RESOURCE_STATE_PREFIX + "duration"] == pytest.approx(10.0)
+    assert op.attributes[sc.RESOURCE_STATE_PREFIX + "duration.unit"] == "ms"
+    assert sc.UNFINISHED not in op.attributes
+    rec = created(records, op.attributes[sc.RESOURCE_ID])
+    assert rec.concrete_type == "asyncio.sleep"
     assert rec.state == {"duration": pytest.approx(10.0)}
     assert rec.units == {"duration": "ms"}
     assert replay(records, rec.resource_id) == rec.state
-    assert res.attributes[sc.CODE_FUNCTION_NAME].endswith("sleeper")
-    (op,) = ops(spans, "sleep")
-    check_op(spans, op, source="sleep", task=task_span(spans, "sleeper"), resource=res, outcome="ok")
+    assert rec.location is not None and rec.location.function.endswith("sleeper")
+    check_op(spans, op, source="sleep", task=task_span(spans, "sleeper"), resource=None, outcome="ok")
+    assert "resource" not in links(op)
     # The timer ends with its op: the op's close is followed by the timer's.
     rid, op_id = rec.resource_id, op.attributes[sc.ASYNC_OP_ID]
     closing = [
@@ -1404,8 +1409,6 @@ def test_sleep_is_a_timer_resource_ended_with_its_op(ck, run):
     ]
     assert [type(x) for x in closing] == [r.AsyncOpClosed, r.ResourceClosed]
     assert records.index(closing[1]) == records.index(closing[0]) + 1
-    assert op.end_time <= res.end_time
-    assert res.parent is not None and res.parent.span_id == task_span(spans, "sleeper").context.span_id
 
 
 def test_sleep_cancelled(ck, run):
@@ -1420,11 +1423,10 @@ def test_sleep_cancelled(ck, run):
 
     run(main)
     spans = ck.verify()
-    res = one(spans, "resource asyncio.sleep")
     (op,) = ops(spans, "sleep")
     assert op.attributes[sc.ASYNC_OP_OUTCOME] == "cancelled"
-    assert sc.UNFINISHED not in res.attributes
-    assert res.attributes[sc.RESOURCE_STATE_PREFIX + "duration"] == pytest.approx(10000.0)
+    assert sc.UNFINISHED not in op.attributes
+    assert op.attributes[sc.RESOURCE_STATE_PREFIX + "duration"] == pytest.approx(10000.0)
 
 
 # -- user subclasses ---------------------------------------------------------------------

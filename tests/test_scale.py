@@ -211,10 +211,53 @@ def test_waits_for_tasks_worth_a_span_are_shown(traced_with):
         if link.attributes[sc.LINK_RELATION] == "woken_by"
     }
     assert woken_by == {s.context.span_id for s in sleepers}
-    assert len(by_name(spans, "resource asyncio.Task")) == 3
-    # Each op records its polls as poll_op events; poll spans only with detail=all.
+    # The awaited task is the op's resource: linked as such, no span of its own.
+    resources = {
+        link.context.span_id
+        for op in joins
+        for link in op.links
+        if link.attributes[sc.LINK_RELATION] == "resource"
+    }
+    assert resources == woken_by
+    assert not by_name(spans, "resource asyncio.Task")
+    assert {op.attributes[sc.RESOURCE_CONCRETE_TYPE] for op in joins} == {"asyncio.Task"}
+    assert {op.attributes[sc.RESOURCE_STATE_PREFIX + "outcome"] for op in joins} == {"ok"}
+    # By default polls are counted (gather's ops are waited on from a distance:
+    # one poll); the first and the ready one are the span's start and end, not
+    # events; poll spans only on request.
     assert not by_name(spans, "poll")
-    assert all([e.attributes["is_ready"] for e in events(op, "poll_op")] == [False, True] for op in joins)
+    assert all(events(op, "poll_op") == [] and op.attributes[sc.ASYNC_OP_POLLS] == 1 for op in joins)
+
+
+def test_a_poll_that_leaves_an_op_pending_is_an_event_by_default(traced_with):
+    """A wake that does not complete the op (a condition notified while its
+    predicate is still false) is the one poll worth an event when polls are
+    only counted."""
+    traced = traced_with(min_wait_duration=0, op_poll_spans=None)
+
+    async def waiter(cond, box):
+        async with cond:
+            await cond.wait_for(lambda: box)
+
+    async def main():
+        cond, box = asyncio.Condition(), []
+        w = asyncio.create_task(waiter(cond, box), name="waiter")
+        await asyncio.sleep(0)
+        async with cond:
+            cond.notify_all()  # woken with the predicate still false: it waits again
+        for _ in range(5):
+            await asyncio.sleep(0)
+        async with cond:
+            box.append(1)
+            cond.notify_all()
+        await w
+
+    asyncio.run(main())
+    (op,) = by_name(traced.spans(), "async_op Condition.wait_for")
+    assert op.attributes[sc.ASYNC_OP_POLLS] == 3
+    (event,) = events(op, "poll_op")
+    assert event.attributes["is_ready"] is False
+    assert op.start_time < event.timestamp < op.end_time
 
 
 def test_a_hidden_task_linked_after_it_ended_is_shown_ended(traced_with):

@@ -155,7 +155,7 @@ def _event_budget(name: str, value: Any) -> int:
 
 OPTIONS = (
     Option("op_parent", _choice_of(*OP_PARENTS), "parent of an async-op span: task or resource"),
-    Option("op_poll_spans", _boolean, "a poll span per poll of an async op (default: with detail=all)"),
+    Option("op_poll_spans", _boolean, "a poll span and poll_op event per op poll (default: with detail=all)"),
     Option("futures", _choice_of(*FUTURE_MODES), "how futures are followed: adopt or subclass"),
     Option("detail", _choice_of(*DETAILS), "what gets spans: tasks, resources or all"),
     Option("min_task_duration", _duration, "tasks (and resources) shorter than this are only counted"),

@@ -35,6 +35,7 @@ TASK_WAKER_CLONES = "asyncio.task.waker_clones"
 TASK_WAKER_DROPS = "asyncio.task.waker_drops"
 
 # Resources.
+RESOURCE_PREFIX = "asyncio.resource."
 RESOURCE_ID = "asyncio.resource.id"
 RESOURCE_CONCRETE_TYPE = "asyncio.resource.concrete_type"
 RESOURCE_KIND = "asyncio.resource.kind"

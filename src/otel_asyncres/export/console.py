@@ -258,6 +258,7 @@ def _op_summary(attrs: dict[str, Any], labels: dict[Any, str]) -> str:
         parts.append(f"woken by {_task_label(attrs[sc.WAKER_TASK_ID], labels)}")
     if sc.TASK_ID in attrs:
         parts.append(f"awaited by {_task_label(attrs[sc.TASK_ID], labels)}")
+    parts.append(_state_summary(attrs))  # a resource folded into its op (a sleep's duration)
     return "  ".join(p for p in parts if p)
 
 
