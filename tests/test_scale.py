@@ -220,8 +220,7 @@ def test_waits_for_tasks_worth_a_span_are_shown(traced_with):
     }
     assert resources == woken_by
     assert not by_name(spans, "resource asyncio.Task")
-    assert {op.attributes[sc.RESOURCE_CONCRETE_TYPE] for op in joins} == {"asyncio.Task"}
-    assert {op.attributes[sc.RESOURCE_STATE_PREFIX + "outcome"] for op in joins} == {"ok"}
+    assert {op.attributes[sc.AWAITED_TASK_ID] for op in joins} == {s.attributes[sc.TASK_ID] for s in sleepers}
     # By default polls are counted (gather's ops are waited on from a distance:
     # one poll); the first and the ready one are the span's start and end, not
     # events; poll spans only on request.

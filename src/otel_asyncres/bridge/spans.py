@@ -229,10 +229,9 @@ class _Task(SpanEntity):
 
 
 class _Resource(SpanEntity):
-    """A resource, its own span entity (one object per resource, not two:
-    tens of thousands of tasks awaited through gather are as many resources)."""
+    """A resource, its own span entity (one object per resource, not two)."""
 
-    __slots__ = ("awaited", "folded", "hidden_ops", "state")
+    __slots__ = ("folded", "hidden_ops", "state")
 
     def __init__(
         self,
@@ -241,19 +240,14 @@ class _Resource(SpanEntity):
         attributes: dict[str, Any],
         parent: SpanEntity | Context,
         state: dict[str, StateValue],
-        awaited: int | None,
         folded: bool,
     ) -> None:
         super().__init__(name, created, attributes, parent)
         self.state = dict(state)
         self.hidden_ops = 0
-        #: For a task awaited by others: its id.
-        self.awaited = awaited
-        #: Never a span of its own: a task awaited by others is its task's
-        #: span already, a sleep's timer is its one op's. Each of the tree
-        #: benchmarks' 56,000 joins and 47,000 sleeps made two spans where one
-        #: says it all; the op carries the resource's identity and state and
-        #: links to the awaited task instead.
+        #: Never a span of its own: a sleep's timer is its one op's (the tree
+        #: benchmarks' 47,000 sleeps made two spans each where one says it
+        #: all); that op carries the resource's identity and state instead.
         self.folded = folded
 
     def identity(self) -> dict[str, Any]:
@@ -276,6 +270,7 @@ class _Op(SpanEntity):
     """An async op, its own span entity."""
 
     __slots__ = (
+        "awaited",
         "code",
         "op_id",
         "poll_count",
@@ -296,9 +291,12 @@ class _Op(SpanEntity):
         task_id: int | None,
         resource: _Resource | None,
         code: dict[str, Any],
+        awaited: int | None,
     ) -> None:
         super().__init__(name, created, attributes, parent)
         self.op_id = op_id
+        #: For a wait on a task (a join): that task's id.
+        self.awaited = awaited
         #: Its creation is the start of its first poll.
         self.poll_count = 1
         self.poll_start: int | None = created
@@ -334,6 +332,11 @@ class SpanBridge(Dispatcher):
         self._op_polls = self._everything if options.op_poll_spans is None else options.op_poll_spans
         self._tasks: dict[int, _Task] = {}
         self._resources: dict[int, _Resource] = {}
+        #: Tasks awaited by others, as resources: resource id -> task id. A
+        #: task is its own span already; as a resource it is only what its
+        #: joins link to (a wait per gathered task: tens of thousands of
+        #: entities saved on the tree benchmarks).
+        self._joined: dict[int, int] = {}
         self._ops: dict[int, _Op] = {}
         #: Recently ended tasks, for links made after they ended; bounded.
         self._recent: OrderedDict[int, _Task] = OrderedDict()
@@ -429,6 +432,7 @@ class SpanBridge(Dispatcher):
             self._settle_joins(task)
         for rid in list(self._resources):
             self._end_resource(rid, now, unfinished=True)
+        self._joined.clear()
 
     # -- tasks -------------------------------------------------------------------
 
@@ -674,6 +678,9 @@ class SpanBridge(Dispatcher):
     def _resource_created(self, rec: r.ResourceCreated) -> None:
         if rec.is_internal and not self._options.internal_resources:
             return
+        if rec.concrete_type == _TASK_RESOURCE and rec.task_id is not None:
+            self._joined[rec.resource_id] = rec.task_id
+            return
         parent: SpanEntity | Context
         if rec.parent_resource_id is not None and rec.parent_resource_id in self._resources:
             parent = self._resources[rec.parent_resource_id]
@@ -697,10 +704,9 @@ class SpanBridge(Dispatcher):
             attributes[sc.RESOURCE_PARENT_ID] = rec.parent_resource_id
         if rec.task_id is not None:
             attributes[sc.TASK_ID] = rec.task_id
-        awaited = rec.task_id if rec.concrete_type == _TASK_RESOURCE else None
-        folded = awaited is not None or rec.concrete_type in _ONE_OP_RESOURCES
+        folded = rec.concrete_type in _ONE_OP_RESOURCES
         name = sc.RESOURCE_SPAN.format(rec.concrete_type)
-        res = _Resource(name, rec.ts, attributes, parent, rec.state, awaited, folded)
+        res = _Resource(name, rec.ts, attributes, parent, rec.state, folded)
         self._resources[rec.resource_id] = res
         if self._everything and not folded:
             self._show(res)
@@ -715,7 +721,8 @@ class SpanBridge(Dispatcher):
             self._event(res, sc.EVENT_STATE_UPDATE, attrs, rec.ts)
 
     def _resource_closed(self, rec: r.ResourceClosed) -> None:
-        self._end_resource(rec.resource_id, rec.ts)
+        if self._joined.pop(rec.resource_id, None) is None:
+            self._end_resource(rec.resource_id, rec.ts)
 
     def _end_resource(self, rid: int, ts: int, unfinished: bool = False) -> None:
         res = self._resources.pop(rid, None)
@@ -735,8 +742,9 @@ class SpanBridge(Dispatcher):
         while task is not None and task.entity is None:
             task = task.spawner
         res = self._resources.get(rec.resource_id)
+        awaited = self._joined.get(rec.resource_id)
         if waiting is not None:
-            if res is not None and res.awaited is not None:
+            if awaited is not None:
                 waiting.joins_open += 1
             else:
                 waiting.waits_open += 1
@@ -754,7 +762,7 @@ class SpanBridge(Dispatcher):
         first, second = (res, task_entity) if by_resource else (task_entity, res)
         parent: SpanEntity | Context = first or second or Context()
         name = sc.ASYNC_OP_SPAN.format(rec.source)
-        op = _Op(name, attributes, parent, rec.op_id, rec.ts, rec.task_id, res, code)
+        op = _Op(name, attributes, parent, rec.op_id, rec.ts, rec.task_id, res, code, awaited)
         self._ops[rec.op_id] = op
         if self._everything:
             self._show_op(op)
@@ -772,10 +780,11 @@ class SpanBridge(Dispatcher):
             relation = sc.LINK_AWAITED_BY
         else:
             relation = sc.LINK_RESOURCE
-            if res is not None and res.folded:
+            if op.awaited is not None:
+                op.set_attributes({sc.AWAITED_TASK_ID: op.awaited})
+                context = self._task_context_by_id(op.awaited)
+            elif res is not None and res.folded:
                 op.set_attributes(res.identity())
-                if res.awaited is not None:
-                    context = self._task_context_by_id(res.awaited)
             elif res is not None and self._show(res) is not None:
                 context = res.span.get_span_context() if res.span is not None else None
         if context is not None:
@@ -848,7 +857,7 @@ class SpanBridge(Dispatcher):
         op = self._ops.pop(op_id, None)
         if op is None:
             return
-        awaited = op.resource.awaited if op.resource is not None else None
+        awaited = op.awaited
         waiting = self._tasks.get(op.task_id) if op.task_id is not None else None
         if waiting is not None:
             if awaited is not None:
@@ -897,7 +906,7 @@ class SpanBridge(Dispatcher):
 
     def _awaits_shown_or_none(self, op: _Op) -> bool:
         """Whether the op waits for no task, or for a task that is shown."""
-        awaited = op.resource.awaited if op.resource is not None else None
+        awaited = op.awaited
         if awaited is None:
             return True
         task = self._tasks.get(awaited) or self._recent.get(awaited)

@@ -252,13 +252,15 @@ def _state_summary(attrs: dict[str, Any]) -> str:
 
 def _op_summary(attrs: dict[str, Any], labels: dict[Any, str]) -> str:
     parts = [str(attrs.get(sc.ASYNC_OP_OUTCOME, ""))]
+    if sc.AWAITED_TASK_ID in attrs:
+        parts.append(f"on {_task_label(attrs[sc.AWAITED_TASK_ID], labels)}")
     if sc.ASYNC_OP_POLLS in attrs:
         parts.append(f"polls={attrs[sc.ASYNC_OP_POLLS]}")
     if sc.WAKER_TASK_ID in attrs:
         parts.append(f"woken by {_task_label(attrs[sc.WAKER_TASK_ID], labels)}")
     if sc.TASK_ID in attrs:
         parts.append(f"awaited by {_task_label(attrs[sc.TASK_ID], labels)}")
-    parts.append(_state_summary(attrs))  # a resource folded into its op (a sleep's duration)
+    parts.append(_state_summary(attrs))  # a sleep's timer, folded into its op: its duration
     return "  ".join(p for p in parts if p)
 
 
