@@ -60,9 +60,12 @@ def _hook__call_soon(tracker: TaskTracker, original: Callable[..., Any]) -> Call
     this package is ever on the step's stack. Stack inspection, tracebacks,
     handle reprs and debug mode's reports stay exactly as they were."""
     task_step, cause_of, run_caused = tracker.task_step, tracker.cause_of, tracker.run_caused
+    unrecorded = tracker.UNRECORDED_STEP
 
     def _call_soon(loop: Any, callback: Any, args: Any, context: Any) -> Any:
         step = task_step(loop, callback, args)
+        if step is unrecorded:
+            return _trimmed(original(loop, callback, args, context))
         if step is not None:
             mark = tracker.marker(step[0], step[1], args)
             ready = loop._ready
@@ -93,10 +96,13 @@ def _hook_call_soon(tracker: TaskTracker, original: Callable[..., Any]) -> Calla
     """uvloop's ``call_soon``: the same three handles."""
     task_step, cause_of, run_caused = tracker.task_step, tracker.cause_of, tracker.run_caused
     poll_begin, poll_finish = tracker.poll_begin, tracker.poll_finish
+    unrecorded = tracker.UNRECORDED_STEP
 
     def call_soon(loop: Any, callback: Any, *args: Any, context: Any = None) -> Any:
         step = task_step(loop, callback, args)
-        if step is not None:
+        if step is unrecorded:
+            handle = original(loop, callback, *args, context=context)
+        elif step is not None:
             original(loop, poll_begin, *step, args, context=context)
             handle = original(loop, callback, *args, context=context)
             original(loop, poll_finish, *step, context=context)

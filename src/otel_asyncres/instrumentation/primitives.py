@@ -231,9 +231,10 @@ def _hook_observing(cls: type, name: str, registry: ResourceRegistry, patcher: P
         try:
             return original(self, *args, **kwargs)
         finally:
-            if registry.active:
+            rs = registry.get(self)
+            if registry.active and not (rs is not None and rs.muted):
                 try:
-                    registry.observe(self)
+                    registry.observe(self, rs)
                 except Exception as exc:
                     registry.recorder.count_error(f"Queue.{name}", exc)
 

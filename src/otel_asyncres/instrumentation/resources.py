@@ -402,17 +402,19 @@ def hook_setattr(cls: type, registry: ResourceRegistry, patcher: Patcher, watche
     Reads are untouched; the write itself happens first and as before, so
     nothing can fail differently."""
     base: Callable[[Any, str, Any], None] = cls.__setattr__  # type: ignore[assignment]
-    family_lookup = registry.family_of
+    family_lookup, known = registry.family_of, registry.get
 
     def __setattr__(self: Any, name: str, value: Any) -> None:
         base(self, name, value)
         if name not in watched or not registry.active:
             return
+        rs = known(self)
+        if rs is not None and rs.muted:  # a sampled-out program's: nothing to look at
+            return
         family = family_lookup(self)
         if family is None or name not in family.watched:
             return
         try:
-            rs = registry.get(self)
             if rs is None:
                 caller = sys._getframe(1)
                 if _constructing(self):

@@ -232,6 +232,11 @@ class TaskState:
 MUTED = TaskState(0)
 MUTED.muted = True
 
+#: What ``task_step`` says of the step of a task that is not recorded: it is
+#: scheduled untouched, and there is no cause to look for (a task's step is
+#: never one of asyncio's done-callbacks). One tuple, compared by identity.
+UNRECORDED_STEP: tuple[TaskState, Any] = (MUTED, None)
+
 
 class TaskRef(weakref.ref):  # type: ignore[type-arg]
     """A weak reference to a task that carries its state back to the callback
@@ -341,6 +346,7 @@ class TaskTracker:
     """Hooks ``call_soon`` and ``create_task`` of every loop class."""
 
     HOOKED = ("call_soon", "create_task")
+    UNRECORDED_STEP = UNRECORDED_STEP
 
     def __init__(self, recorder: Recorder) -> None:
         self._recorder = recorder
@@ -436,12 +442,14 @@ class TaskTracker:
             return None
         if not self.active:
             return None
+        if id(task) in self._muted:  # first: most steps of a sampled-out program
+            return UNRECORDED_STEP
         try:
             st = self._on_schedule(loop, task, wakeup, args)
         except Exception as exc:
             self._recorder.count_error("call_soon", exc)
             return None
-        return None if st.muted else (st, task)
+        return UNRECORDED_STEP if st.muted else (st, task)
 
     def marker(self, st: TaskState, task: Any, args: tuple[Any, ...]) -> TaskState:
         """The marker that brackets the step being scheduled: the state itself."""
@@ -534,12 +542,15 @@ class TaskTracker:
     def _adopt(self, task: Any, wakeup: bool, loop: Any) -> TaskState:
         """A task first seen at a schedule: built with ``Task()`` directly (its
         first step is being scheduled), or alive before ``instrument()``."""
+        parent = None if wakeup else self._spawner(loop)
+        if parent is not None and parent.muted and (parent.ref is None or parent.ref() is not task):
+            # A step scheduled by another task, not a wake-up: only a new
+            # task's first step is (a task reschedules only itself). Sampled
+            # out, that is most spawns: no need to ask the coroutine.
+            return self._mute(task)
         coro = task.get_coro()
         fresh = not wakeup and _not_started(coro)
         if fresh:
-            parent = self._spawner(loop)
-            if parent is not None and parent.muted:
-                return self._mute(task)
             st = TaskState(next_task_id(), self)
             # Above _spawned: this, _on_schedule, task_step and the loop hook.
             self._spawned(st, coro, parent, task.get_loop(), 4)
@@ -618,9 +629,7 @@ class TaskTracker:
     def _on_schedule(self, loop: Any, task: Any, wakeup: bool, args: tuple[Any, ...]) -> TaskState:
         tls = self._tls
         st = self._states.get(id(task))
-        if st is None or st.ref is None or st.ref() is not task:
-            if id(task) in self._muted:
-                return MUTED
+        if st is None or st.ref is None or st.ref() is not task:  # (a muted one is known to task_step)
             spawning = tls.spawning
             if spawning is not None and spawning.ref is None:
                 self._bind(spawning, task)
