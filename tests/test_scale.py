@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import itertools
+import sys
 import time
 
 import pytest
@@ -18,7 +19,14 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased, TraceIdRatioBased
+from opentelemetry.sdk.trace.sampling import (
+    ALWAYS_OFF,
+    Decision,
+    ParentBased,
+    Sampler,
+    SamplingResult,
+    TraceIdRatioBased,
+)
 
 import otel_asyncres
 from conftest import by_name, events, make_traced, one
@@ -437,6 +445,46 @@ def test_a_sampled_out_tree_keeps_one_weak_reference_per_task():
     finally:
         otel_asyncres.uninstrument()
     assert seen == {"states": 1, "live": 51, "shared": 50}  # the root has its own: the sampler's say
+    assert left == 0
+
+
+class _DropOneRoot(Sampler):
+    """Keeps every trace but the one whose root task runs ``dropped_root``."""
+
+    def should_sample(self, parent_context, trace_id, name, kind=None, attributes=None, links=None):
+        decision = Decision.DROP if name.endswith("dropped_root") else Decision.RECORD_AND_SAMPLE
+        return SamplingResult(decision)
+
+    def get_description(self) -> str:
+        return "DropOneRoot"
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="eager task factories are new in 3.12")
+def test_eager_tasks_spawned_by_a_sampled_out_task_are_muted_with_it():
+    """Spawned eagerly in a later step of a sampled-out task (a step polled
+    untouched), a task is still its spawner's: muted, not a new trace."""
+    provider = TracerProvider(sampler=_DropOneRoot())
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    session = _session_with(provider)
+
+    async def child(n: int) -> int:
+        await asyncio.sleep(0)
+        return n
+
+    async def dropped_root() -> list[int]:
+        await asyncio.sleep(0)  # from here on, a step that is not the first
+        asyncio.get_running_loop().set_task_factory(asyncio.eager_task_factory)
+        return await asyncio.gather(*(asyncio.create_task(child(n)) for n in range(3)))
+
+    try:
+        assert asyncio.run(dropped_root()) == [0, 1, 2]
+        session.recorder.flush()
+        gc.collect()
+        left = session.instrumentation.tasks.live_tasks()
+    finally:
+        otel_asyncres.uninstrument()
+    assert [s.name for s in exporter.get_finished_spans()] == []
     assert left == 0
 
 

@@ -134,8 +134,12 @@ class _TaskFactorySlot:
     def __init__(self, tracker: TaskTracker) -> None:
         self.tracker = tracker
         self._wrapped: weakref.WeakKeyDictionary[Any, Callable[..., Any]] = weakref.WeakKeyDictionary()
+        #: asyncio's own eager factory, wrapped once: read at every create_task.
+        self._eager = tracker.eager_factory(_EAGER_FACTORY) if _EAGER_FACTORY is not None else None
 
     def wrap(self, factory: Any) -> Any:
+        if factory is _EAGER_FACTORY and self.tracker.active:
+            return self._eager
         if factory is None or not _is_eager(factory) or not self.tracker.active:
             return factory
         try:
@@ -149,7 +153,8 @@ class _TaskFactorySlot:
     def __get__(self, loop: Any, owner: Any = None) -> Any:
         if loop is None:
             return self
-        return self.wrap(loop.__dict__.get("_task_factory"))
+        factory = loop.__dict__.get("_task_factory")
+        return factory if factory is None else self.wrap(factory)  # read at every create_task
 
     def __set__(self, loop: Any, factory: Any) -> None:
         loop.__dict__["_task_factory"] = factory

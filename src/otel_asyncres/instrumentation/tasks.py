@@ -477,10 +477,13 @@ class TaskTracker:
                 return factory(loop, coro, **kwargs)
             tls = tracker._tls
             try:
-                st = tracker._spawn_begin(coro)
+                spawner = tracker._spawner(loop)
+                st = None if spawner is not None and spawner.muted else tracker._spawn_begin(coro, spawner)
             except Exception as exc:
                 tracker._recorder.count_error("task factory", exc)
                 return factory(loop, coro, **kwargs)
+            if st is None:
+                return tracker._spawn_muted(factory, loop, coro, kwargs)
             prev_spawning, prev_current = tls.spawning, tls.current
             tls.spawning = tls.current = st
             started = time_ns()
@@ -503,11 +506,27 @@ class TaskTracker:
 
     # -- spawn ---------------------------------------------------------------
 
-    def _spawn_begin(self, coro: Any) -> TaskState:
+    def _spawn_begin(self, coro: Any, spawner: TaskState | None) -> TaskState:
         st = TaskState(next_task_id(), self)
         # Called by eager_task_factory: two frames of ours above _spawned.
-        self._spawned(st, coro, self._spawner(None), None, 2)
+        self._spawned(st, coro, spawner, None, 2)
         return st
+
+    def _spawn_muted(self, factory: Callable[..., Any], loop: Any, coro: Any, kwargs: dict[str, Any]) -> Any:
+        """An eager spawn by a task that is not recorded: the new task shares
+        ``MUTED``, which is the current task while its first step runs inside
+        the factory, so that whatever that step makes is muted too."""
+        tls = self._tls
+        prev_spawning, prev_current = tls.spawning, tls.current
+        tls.spawning = tls.current = MUTED
+        try:
+            task = factory(loop, coro, **kwargs)
+        finally:
+            tls.spawning, tls.current = prev_spawning, prev_current
+        # Known already if its first step scheduled it; never scheduled again if done.
+        if id(task) not in self._muted and asyncio.isfuture(task) and not task.done():
+            self._mute(task)
+        return task
 
     def _spawn_failed(self, st: TaskState) -> None:
         if not st.muted:
@@ -584,7 +603,9 @@ class TaskTracker:
         st = self._tls.current
         if st is None and loop is not None:
             current = asyncio.current_task(loop)
-            st = self.state_of(current) if current is not None else None
+            if current is None:
+                return None
+            st = MUTED if id(current) in self._muted else self.state_of(current)
         return st
 
     def _spawned(self, st: TaskState, coro: Any, parent: TaskState | None, loop: Any, callers: int) -> None:
@@ -631,6 +652,8 @@ class TaskTracker:
         st = self._states.get(id(task))
         if st is None or st.ref is None or st.ref() is not task:  # (a muted one is known to task_step)
             spawning = tls.spawning
+            if spawning is MUTED:  # being made, or made, by a muted eager spawn
+                return self._mute(task)
             if spawning is not None and spawning.ref is None:
                 self._bind(spawning, task)
                 st = spawning
@@ -646,7 +669,7 @@ class TaskTracker:
             return st
         now = time_ns()
         waker = tls.current or tls.cause
-        waker_id = waker.id if waker is not None else None
+        waker_id = waker.id if waker is not None and not waker.muted else None
         for scope in st.scopes:
             scope.waker_id = waker_id
         wait = st.wait
