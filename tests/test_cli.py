@@ -543,6 +543,13 @@ BAD_CONFIG = {
     "op-poll-spans-env": ([], {"OTEL_ASYNCRES_OP_POLL_SPANS": "maybe"}, "maybe"),
     "op-parent-flag": (["--op-parent", "nobody"], {}, "nobody"),
     "sdk-disabled-env": ([], {"OTEL_SDK_DISABLED": "1"}, "OTEL_SDK_DISABLED='1'"),
+    "bsp-queue-env": ([], {"OTEL_BSP_MAX_QUEUE_SIZE": "lots"}, "OTEL_BSP_MAX_QUEUE_SIZE='lots'"),
+    "bsp-delay-env": ([], {"OTEL_BSP_SCHEDULE_DELAY": "0"}, "OTEL_BSP_SCHEDULE_DELAY='0'"),
+    "bsp-batch-env": (
+        [],
+        {"OTEL_BSP_MAX_QUEUE_SIZE": "100", "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "512"},
+        "OTEL_BSP_MAX_EXPORT_BATCH_SIZE=512",
+    ),
 }
 
 

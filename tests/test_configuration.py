@@ -18,6 +18,7 @@ from opentelemetry.sdk.trace import TracerProvider
 
 import otel_asyncres
 from otel_asyncres.config import OPTIONS, ConfigError, load_settings, sdk_disabled
+from otel_asyncres.export.setup import build_tracer_provider
 from otel_asyncres.session import current_session
 from otlp_receivers import child_env
 from test_uninstrument import Snapshot
@@ -122,3 +123,22 @@ def test_configuration_reference_is_current() -> None:
     for name in ("exporter", "endpoint", "protocol", "service_name"):
         assert re.search(rf"^\| `{name}` \| `--{name.replace('_', '-')}` \|", text, re.MULTILINE), name
     assert "OTEL_SDK_DISABLED" in text
+
+
+def test_bsp_variables_size_the_export_queue_of_a_provider_we_build() -> None:
+    environ = {
+        "OTEL_BSP_MAX_QUEUE_SIZE": "100",
+        "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "10",
+        "OTEL_BSP_SCHEDULE_DELAY": "250",
+    }
+    settings = load_settings({"exporter": "otlp"}, environ=environ)
+    provider, export = build_tracer_provider(settings)
+    try:
+        (queue,) = export.queues
+        assert (queue._max_queue, queue._batch, queue._delay) == (100, 10, 0.25)
+    finally:
+        provider.shutdown()
+    default = load_settings({"exporter": "otlp"}, environ={}).export_queue
+    assert (default.max_queue_size, default.max_export_batch_size, default.schedule_delay) == (8192, 512, 1.0)
+    # With the application's provider they are its BatchSpanProcessor's business.
+    assert load_settings(environ={"OTEL_BSP_MAX_QUEUE_SIZE": "x"}, exporting=False).export_queue == default

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlparse
 
@@ -30,6 +30,18 @@ _FALSE = ("0", "false", "no", "off")
 
 class ConfigError(ValueError):
     """A configuration value that cannot work; the message is one line."""
+
+
+@dataclass(frozen=True)
+class ExportQueueSettings:
+    """OTEL_BSP_MAX_QUEUE_SIZE, OTEL_BSP_MAX_EXPORT_BATCH_SIZE and
+    OTEL_BSP_SCHEDULE_DELAY, as the BatchSpanProcessor reads them; the
+    defaults are larger and more frequent than the SDK's (2048 spans, every
+    5 s): a program that makes thousands of spans a second is the use here."""
+
+    max_queue_size: int = 8192
+    max_export_batch_size: int = 512
+    schedule_delay: float = 1.0  # seconds
 
 
 @dataclass(frozen=True)
@@ -57,6 +69,8 @@ class Settings:
     deadlocks: bool = True
     #: Runtime metrics (when there is a MeterProvider, or an OTLP endpoint).
     metrics: bool = True
+    #: The export queue of a provider this package builds (OTEL_BSP_*).
+    export_queue: ExportQueueSettings = field(default_factory=ExportQueueSettings)
 
 
 @dataclass(frozen=True)
@@ -215,8 +229,10 @@ def load_settings(
         raise ConfigError(f"unknown option {unknown[0]!r}; known options: {', '.join(OPTION_NAMES)}")
     if exporting:
         exporters, endpoint, protocol = _exporter_settings(options, env)
+        export_queue = _export_queue_settings(env)
     else:
         exporters, endpoint, protocol = Settings.exporters, Settings.endpoint, Settings.protocol
+        export_queue = ExportQueueSettings()
     own: dict[str, Any] = {}
     for option in OPTIONS:
         if option.name in options:
@@ -228,8 +244,37 @@ def load_settings(
         endpoint=endpoint,
         protocol=protocol,
         service_name=_text(options.get("service_name") or env.get("OTEL_SERVICE_NAME")),
+        export_queue=export_queue,
         **own,
     )
+
+
+def _export_queue_settings(env: Mapping[str, str]) -> ExportQueueSettings:
+    """The OTEL_BSP_* variables, checked as the SDK checks its arguments
+    (positive, a batch no larger than the queue); OTEL_BSP_EXPORT_TIMEOUT is
+    left to the exporter's own timeout (OTEL_EXPORTER_OTLP_TIMEOUT)."""
+    default = ExportQueueSettings()
+    queue = _positive_int(env, "OTEL_BSP_MAX_QUEUE_SIZE", default.max_queue_size)
+    batch = _positive_int(env, "OTEL_BSP_MAX_EXPORT_BATCH_SIZE", default.max_export_batch_size)
+    delay_ms = _positive_int(env, "OTEL_BSP_SCHEDULE_DELAY", round(default.schedule_delay * 1000))
+    if batch > queue:
+        raise ConfigError(
+            f"OTEL_BSP_MAX_EXPORT_BATCH_SIZE={batch} is larger than OTEL_BSP_MAX_QUEUE_SIZE={queue}"
+        )
+    return ExportQueueSettings(queue, batch, delay_ms / 1000)
+
+
+def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
+    value = _text(env.get(name))
+    if value is None:
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise ConfigError(f"{name}={value!r} is not a whole number") from None
+    if number <= 0:
+        raise ConfigError(f"{name}={value!r} must be positive")
+    return number
 
 
 def _text(value: Any) -> str | None:

@@ -206,7 +206,10 @@ def build_tracer_provider(
             reporter = ReportingExporter(
                 otlp_exporter(settings), f"{settings.endpoint} ({settings.protocol})"
             )
-            queue = ExportQueue(reporter)
+            limits = settings.export_queue
+            queue = ExportQueue(
+                reporter, limits.max_queue_size, limits.max_export_batch_size, limits.schedule_delay
+            )
             export.reporters.append(reporter)
             export.queues.append(queue)
             provider.add_span_processor(queue)
