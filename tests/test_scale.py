@@ -16,7 +16,7 @@ import time
 
 import pytest
 from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import SpanLimits, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import (
@@ -355,6 +355,33 @@ def test_a_long_lived_task_is_exported_in_windows_losing_no_event(traced_with):
     wakes = sum(len(events(w, "waker.wake")) for w in windows)
     assert wakes == 30
     assert windows[-1].attributes[sc.TASK_WAKES] == 30
+
+
+def test_windows_hold_no_more_events_than_the_provider_keeps():
+    """A provider keeping fewer events per span than ``window_events`` (here
+    OTEL_SPAN_EVENT_COUNT_LIMIT=8's SpanLimits): the windows are that small,
+    so the SDK drops nothing."""
+    provider = TracerProvider(span_limits=SpanLimits(max_events=8))
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    _session_with(provider, window_duration="1h")
+
+    async def chatty():
+        for _ in range(30):
+            await asyncio.sleep(0)
+
+    async def main():
+        await asyncio.create_task(chatty(), name="chatty")
+
+    try:
+        asyncio.run(main())
+        otel_asyncres.flush()
+    finally:
+        otel_asyncres.uninstrument()
+    windows = by_name(exporter.get_finished_spans(), "task chatty")
+    assert len(windows) >= 4
+    assert all(w.dropped_events == 0 and len(w.events) <= 8 for w in windows)
+    assert sum(len(events(w, "waker.wake")) for w in windows) == 30
 
 
 def test_a_long_lived_task_shows_up_while_it_runs(traced_with):

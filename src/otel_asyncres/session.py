@@ -59,7 +59,7 @@ class Session:
         self._exporter_log = ExporterLog(self.export.reporters)
         tracer = tracer_provider.get_tracer("otel_asyncres", __version__)
         prestarted: Prestarted = {}
-        self.bridge = SpanBridge(tracer, bridge_options(settings), prestarted)
+        self.bridge = SpanBridge(tracer, bridge_options(settings, _event_limit(tracer_provider)), prestarted)
         self.bridge.dropped_spans = self.export.dropped_since_last_asked
         options = diagnostic_options(settings, on_deadlock)
         self.diagnostics = Diagnostics(options) if options is not None else None
@@ -193,7 +193,12 @@ def _nanoseconds(seconds: float | None) -> int | None:
     return None if seconds is None else int(seconds * 1e9)
 
 
-def bridge_options(settings: Settings) -> BridgeOptions:
+def bridge_options(settings: Settings, event_limit: int | None = None) -> BridgeOptions:
+    """``event_limit``: the events the provider keeps per span; a window holds
+    no more, or the SDK would drop the oldest of them."""
+    window_events = settings.window_events
+    if event_limit is not None and 0 < event_limit < window_events:
+        window_events = event_limit
     return BridgeOptions(
         op_parent=settings.op_parent,
         op_poll_spans=settings.op_poll_spans,
@@ -203,8 +208,15 @@ def bridge_options(settings: Settings) -> BridgeOptions:
         min_task_ns=int(settings.min_task_duration * 1e9),
         min_wait_ns=int(settings.min_wait_duration * 1e9),
         window_ns=int(settings.window_duration * 1e9),
-        window_events=settings.window_events,
+        window_events=window_events,
     )
+
+
+def _event_limit(provider: Any) -> int | None:
+    """The SDK provider's span event limit (OTEL_SPAN_EVENT_COUNT_LIMIT,
+    ``SpanLimits(max_events=...)``); None for a provider that is not the SDK's."""
+    limit = getattr(getattr(provider, "_span_limits", None), "max_events", None)
+    return limit if isinstance(limit, int) else None
 
 
 def _application_provider() -> Any:
