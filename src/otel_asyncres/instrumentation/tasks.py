@@ -523,9 +523,11 @@ class TaskTracker:
             task = factory(loop, coro, **kwargs)
         finally:
             tls.spawning, tls.current = prev_spawning, prev_current
-        # Known already if its first step scheduled it; never scheduled again if done.
-        if id(task) not in self._muted and asyncio.isfuture(task) and not task.done():
-            self._mute(task)
+        try:  # known already if its first step scheduled it; never scheduled again if done
+            if id(task) not in self._muted and asyncio.isfuture(task) and not task.done():
+                self._mute(task)
+        except Exception as exc:
+            self._recorder.count_error("task factory", exc)
         return task
 
     def _spawn_failed(self, st: TaskState) -> None:
