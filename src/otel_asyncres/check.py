@@ -110,6 +110,8 @@ def text_of(option: Option, value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, float) and _parses_to(option, "1ms", 1e-3):
         return _duration_text(value)
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
     return str(value)
 
 

@@ -16,12 +16,15 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlparse
 
-from .bridge.spans import DETAILS
-
 EXPORTERS = ("otlp", "console", "none")
+DETAILS = ("tasks", "resources", "all")
 PROTOCOLS = ("grpc", "http/protobuf")
 OP_PARENTS = ("task", "resource")
 FUTURE_MODES = ("adopt", "subclass")
+
+#: The budget's default: spans plus span events per second (docs/performance.md
+#: says how it was chosen).
+DEFAULT_BUDGET = 2000.0
 
 _DEFAULT_ENDPOINTS = {"grpc": "http://localhost:4317", "http/protobuf": "http://localhost:4318"}
 _TRUE = ("1", "true", "yes", "on")
@@ -56,8 +59,11 @@ class Settings:
     op_poll_spans: bool | None = None
     futures: str = "adopt"
     detail: str = "resources"
-    min_task_duration: float = 0.001
-    min_wait_duration: float = 0.001
+    #: Span data exported per second (spans plus span events) beyond which
+    #: the shortest entities are folded into their parents; None: no limit.
+    budget: float | None = DEFAULT_BUDGET
+    min_task_duration: float = 0.0
+    min_wait_duration: float = 0.0
     window_duration: float = 10.0
     window_events: int = 120
     internal: bool = False
@@ -157,6 +163,17 @@ def _ratio(name: str, value: Any) -> float:
     return number
 
 
+def _rate(name: str, value: Any) -> float:
+    """A number of units per second, positive."""
+    try:
+        number = float(str(value).strip().removesuffix("/s"))
+    except ValueError:
+        raise ConfigError(f"{name}={value!r} is not a number; use e.g. 2000 (per second), or off") from None
+    if number <= 0:
+        raise ConfigError(f"{name}={value!r} must be positive (or off for no limit)")
+    return number
+
+
 def _event_budget(name: str, value: Any) -> int:
     try:
         number = int(str(value).strip())
@@ -172,8 +189,13 @@ OPTIONS = (
     Option("op_poll_spans", _boolean, "a poll span and poll_op event per op poll (default: with detail=all)"),
     Option("futures", _choice_of(*FUTURE_MODES), "how futures are followed: adopt or subclass"),
     Option("detail", _choice_of(*DETAILS), "what gets spans: tasks, resources or all"),
-    Option("min_task_duration", _duration, "tasks (and resources) shorter than this are only counted"),
-    Option("min_wait_duration", _duration, "waits shorter than this are only counted"),
+    Option(
+        "budget",
+        _or_off(_rate),
+        "span data per second (spans and span events) past which the shortest are folded (off: no limit)",
+    ),
+    Option("min_task_duration", _duration, "tasks (and resources) shorter than this are always folded"),
+    Option("min_wait_duration", _duration, "waits shorter than this are always folded"),
     Option("window_duration", _duration, "a long-lived span is exported in windows this long"),
     Option("window_events", _event_budget, "... or in windows of at most this many events"),
     Option("internal", _boolean, "also show asyncio's own housekeeping tasks and resources"),

@@ -28,17 +28,10 @@ from types import TracebackType
 from typing import Any
 
 from .instrumentation.frames import user_location
-from .instrumentation.tasks import TaskState
-from .instrumentation.waits import OpRecords, ScopeHandler, Wait
-from .records import (
-    Outcome,
-    ResourceClosed,
-    ResourceCreated,
-    ResourceStateUpdated,
-    StateOp,
-    StateValue,
-    next_resource_id,
-)
+from .instrumentation.resources import Family, ResourceState
+from .instrumentation.task_state import MUTED, TaskState
+from .instrumentation.waits import Ops, ScopeHandler, Wait
+from .model import Event, Outcome, StateOp, StateValue, next_resource_id
 from .session import Session, current_session
 
 __all__ = ["Operation", "Resource"]
@@ -62,9 +55,10 @@ class Resource:
         self.parent = parent
         self._state: dict[str, StateValue] = dict(state or {})
         self._location = user_location()
-        #: The session the resource was announced to, and its id there.
+        self._family = Family(None, concrete_type, kind, lambda obj: {}, units=self.units)
+        #: The session the resource was announced to, and its state there.
         self._session: Session | None = None
-        self._id = 0
+        self._rs: ResourceState | None = None
         self._closed = False
         self._finalizer: Any = None  # weakref.finalize
         self._announce()
@@ -78,9 +72,10 @@ class Resource:
 
     def update(self, **state: StateValue) -> None:
         """Set attributes to new values (Tokio's ``override``)."""
+        live = self._live()  # first: announced with the state before the change
         for name, value in state.items():
             self._state[name] = value
-            self._record(name, value, StateOp.OVERRIDE)
+            self._record(live, name, value, StateOp.OVERRIDE)
 
     def add(self, **deltas: int | float) -> None:
         """Increase numeric attributes (Tokio's ``add``)."""
@@ -91,12 +86,13 @@ class Resource:
         self._change(deltas, -1, StateOp.SUB)
 
     def _change(self, deltas: Mapping[str, int | float], sign: int, op: str) -> None:
+        live = self._live()  # first: announced with the state before the change
         for name, delta in deltas.items():
             current = self._state.get(name, 0)
             if isinstance(current, bool) or not isinstance(current, (int, float)):
                 raise TypeError(f"{self.concrete_type}.{name} is not a number: {current!r}")
             self._state[name] = current + sign * delta
-            self._record(name, delta, op)
+            self._record(live, name, delta, op)
 
     # -- operations ----------------------------------------------------------------
 
@@ -111,58 +107,57 @@ class Resource:
             return
         self._closed = True
         if self._finalizer is not None:
-            self._finalizer()  # records the end, once
+            self._finalizer()  # ends it, once
 
     # -- plumbing ------------------------------------------------------------------
 
-    def _live_session(self) -> Session | None:
-        """The current session, announcing the resource to it if needed."""
+    def _live(self) -> tuple[Session, ResourceState] | None:
+        """The current session and the resource's state there, announcing
+        the resource to it if needed."""
         session = current_session()
         if session is None or self._closed:
             return None
         if session is not self._session:
             self._announce()
-        return session if session is self._session else None
+        rs = self._rs
+        return (session, rs) if session is self._session and rs is not None else None
 
     def _announce(self) -> None:
         session = current_session()
         if session is None:
             return
-        parent_id = None
-        if self.parent is not None and self.parent._live_session() is session:
-            parent_id = self.parent._id
         current = session.instrumentation.tasks.current()
-        if current is not None and current.muted:
+        if current is MUTED:
             return  # made by a task that is not recorded
-        self._session, self._id = session, next_resource_id()
-        session.recorder.emit(
-            ResourceCreated(
-                time_ns(),
-                self._id,
-                self.concrete_type,
-                self.kind,
-                current.id if current is not None else None,
-                self._location,
-                dict(self._state),
-                parent_resource_id=parent_id,
-                units=dict(self.units),
-            )
-        )
+        parent = self.parent._live() if self.parent is not None else None
+        rs = ResourceState(next_resource_id(), time_ns(), self._family, False)
+        rs.task = current
+        rs.parent = parent[1] if parent is not None and parent[0] is session else None
+        rs.location = self._location
+        rs.initial = tuple(self._state.items())
+        rs.last = dict(self._state)
+        self._session, self._rs = session, rs
+        session.instrumentation.resources.add_other(rs)
         if self._finalizer is not None:
             self._finalizer.detach()
-        self._finalizer = weakref.finalize(self, _closed, session, self._id)
+        self._finalizer = weakref.finalize(self, _closed, session, rs)
 
-    def _record(self, name: str, value: StateValue, op: str) -> None:
-        session = self._live_session()
-        if session is not None:
-            event = ResourceStateUpdated(time_ns(), self._id, name, value, op, self.units.get(name))
-            session.recorder.emit(event)
+    def _record(
+        self, live: tuple[Session, ResourceState] | None, name: str, value: StateValue, op: str
+    ) -> None:
+        if live is not None:
+            session, rs = live
+            rs.last = dict(self._state)
+            event = (Event.STATE, time_ns(), name, value, op, self.units.get(name))
+            session.policy.event(rs, event)
 
 
-def _closed(session: Session, rid: int) -> None:
-    """The end of a resource, on ``close()`` or collection (it holds the id,
-    never the resource, or the resource could never be collected)."""
-    session.recorder.emit(ResourceClosed(time_ns(), rid))
+def _closed(session: Session, rs: ResourceState) -> None:
+    """The end of a resource, on ``close()`` or collection (perhaps on another
+    thread: decided on the loop, or at the session's end)."""
+    now = time_ns()
+    resources = session.instrumentation.resources
+    session.instrumentation.tasks.ended_elsewhere.append(lambda: resources.end(rs, now))
 
 
 class Operation:
@@ -172,7 +167,7 @@ class Operation:
         self.resource = resource
         self.source = source
         self._wait: Wait | None = None
-        self._ops: OpRecords | None = None
+        self._ops: Ops | None = None
         self._task: TaskState | None = None
         self._location = user_location()
 
@@ -180,7 +175,7 @@ class Operation:
         """Set the op's own state (``runtime::resource::async_op::state_update``)."""
         if self._wait is not None and self._ops is not None:
             for name, value in state.items():
-                self._ops.state(self._wait, name, value)
+                self._ops.state(self._wait, name, value, time_ns())
 
     def __enter__(self) -> Operation:
         self._open()
@@ -201,14 +196,15 @@ class Operation:
         self._close(kind)
 
     def _open(self) -> None:
-        session = self.resource._live_session()
-        if session is None:
+        live = self.resource._live()
+        if live is None:
             return
+        session, rs = live
         st = session.instrumentation.tasks.current()  # None outside any task
-        if st is not None and st.muted:
+        if st is MUTED:
             return  # a task that is not recorded: nor are its ops
         self._ops = session.instrumentation.ops
-        self._wait = self._ops.open(st, None, self.resource._id, self.source, self._location, ScopeHandler())
+        self._wait = self._ops.open(st, None, rs, self.source, self._location, ScopeHandler(), time_ns())
         if st is not None:
             self._task = st
             st.scopes = (*st.scopes, self._wait)
@@ -225,4 +221,4 @@ class Operation:
         wait, self._wait = self._wait, None
         if self._task is not None:
             self._task.scopes = tuple(w for w in self._task.scopes if w is not wait)
-        self._ops.completed(wait, time_ns(), outcome, waker_id=wait.waker_id)
+        self._ops.completed(wait, time_ns(), outcome, waker=wait.waker)

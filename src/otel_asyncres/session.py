@@ -1,9 +1,10 @@
-"""One instrumentation session: sources → recorder → bridge → TracerProvider.
+"""One instrumentation session: sources -> state on the loop -> hand-off -> bridge -> TracerProvider.
 
 ``instrument()`` builds it, ``uninstrument()`` takes it down. The provider is
 the one passed in, else the application's global SDK provider, else one built
 from the configuration (the console view when nothing is configured), which
-the session then owns and shuts down.
+the session then owns and shuts down. Every knob is resolved from
+``Settings`` here and passed to the constructors that use it.
 """
 
 from __future__ import annotations
@@ -17,9 +18,8 @@ from typing import Any, TextIO
 from opentelemetry import trace
 
 from .bridge import BridgeOptions, SpanBridge
-from .bridge.metrics import MetricsSink
 from .config import Settings, load_settings, sdk_disabled
-from .diagnostics import Deadlock, DiagnosticOptions, Diagnostics
+from .diagnostics import Deadlock, LintOptions
 from .export.metrics import (
     ReportingMetricExporter,
     application_meter_provider,
@@ -27,9 +27,10 @@ from .export.metrics import (
     metrics_wanted,
 )
 from .export.setup import Export, ExporterLog, build_tracer_provider, resource_for
-from .instrumentation import Instrumentation
-from .recorder import Recorder, Sink
+from .handoff import Handoff
+from .instrumentation import Instrumentation, Sources
 from .sampling import Prestarted, root_sampler
+from .showing import Budget, Policy
 from .version import __version__
 
 #: How long exit waits for the exporters (a dead collector must not hang exit).
@@ -58,40 +59,62 @@ class Session:
         self.provider = tracer_provider
         self._exporter_log = ExporterLog(self.export.reporters)
         tracer = tracer_provider.get_tracer("otel_asyncres", __version__)
+        self.handoff = Handoff()
+        options = bridge_options(settings, _event_limit(tracer_provider))
+        self.policy = Policy(
+            self.handoff,
+            Budget(settings.budget or 0.0),
+            options.window_events,
+            everything=settings.detail == "all",
+            min_task_ns=int(settings.min_task_duration * 1e9),
+            min_wait_ns=int(settings.min_wait_duration * 1e9),
+        )
         prestarted: Prestarted = {}
-        self.bridge = SpanBridge(tracer, bridge_options(settings, _event_limit(tracer_provider)), prestarted)
+        self.bridge = SpanBridge(tracer, options, prestarted, self.handoff.take_unreported_drops)
         self.bridge.dropped_spans = self.export.dropped_since_last_asked
-        options = diagnostic_options(settings, on_deadlock)
-        self.diagnostics = Diagnostics(options) if options is not None else None
-        stages = [self.diagnostics] if self.diagnostics is not None else []
+        self.handoff.add_consumer(self.bridge)
         self.meter_provider, self.metrics_reporter = _meter_provider(
             settings, meter_provider, self.owns_provider, default_service_name
         )
         if self.metrics_reporter is not None:
             self._exporter_log.reporters.append(self.metrics_reporter)
-        sinks: list[Sink] = [self.bridge]
-        if self.meter_provider is not None:
-            sinks.append(MetricsSink(self.meter_provider.get_meter("otel_asyncres", __version__)))
-        self.recorder = Recorder(sinks, stages=stages)
         self.instrumentation = Instrumentation(
-            self.recorder,
-            future_subclass=settings.futures == "subclass",
-            long_poll_ns=_nanoseconds(settings.long_poll_threshold),
-            lost_wakers=settings.lost_wakers,
+            self.handoff, self.policy, sources_of(settings), lint_options(settings, on_deadlock)
         )
-        self.instrumentation.tasks.sample_root = root_sampler(tracer_provider, tracer, prestarted)
+        if self.meter_provider is not None:
+            self._add_metrics(self.meter_provider.get_meter("otel_asyncres", __version__))
+        tasks = self.instrumentation.tasks
+        tasks.sample_root = root_sampler(tracer_provider, tracer, prestarted)
+        tasks.prestarted = prestarted
+        self.handoff.add_ticker(tasks.poke)
         self._closed = False
         self._lock = threading.Lock()
+
+    def _add_metrics(self, meter: Any) -> None:
+        from .bridge.metrics import RuntimeMetrics
+
+        instrumentation = self.instrumentation
+        lints = instrumentation.lints
+        metrics = RuntimeMetrics(
+            meter,
+            instrumentation.tasks.live,
+            instrumentation.resources.live,
+            (lambda: lints.counts) if lints is not None else dict,
+        )
+        instrumentation.tasks.metrics = instrumentation.ops.metrics = instrumentation.resources.metrics = (
+            metrics
+        )
+        self.handoff.add_consumer(metrics)
 
     def start(self) -> None:
         if self.export.reporters:
             self._exporter_log.attach()
         self.instrumentation.install()
-        self.recorder.start()
+        self.handoff.start()
 
     def flush(self, timeout_millis: int = EXIT_FLUSH_MILLIS) -> None:
-        """Everything recorded so far, handed to the provider and exported."""
-        self.recorder.flush()
+        """Everything shown so far, handed to the provider and exported."""
+        self.handoff.flush()
         _force_flush(self.provider, timeout_millis)
         if self.meter_provider is not None:
             _force_flush(self.meter_provider, timeout_millis)
@@ -103,7 +126,11 @@ class Session:
                 return
             self._closed = True
         self.instrumentation.uninstall()
-        self.recorder.close()
+        try:
+            self.instrumentation.finish()
+        except Exception as exc:
+            self.handoff.count_error("finish", exc)
+        self.handoff.close()
         _force_flush(self.provider)
         if self.owns_provider:
             self.provider.shutdown()
@@ -119,22 +146,20 @@ class Session:
         metrics_summary = self.metrics_reporter.summary() if self.metrics_reporter is not None else None
         if metrics_summary:
             lines.append(metrics_summary)
-        shed = self.instrumentation.tasks.shed
-        if shed:
+        dropped = self.handoff.dropped
+        if dropped:
+            found = ", ".join(f"{n} {kind}s" for kind, n in sorted(dropped.items()))
             lines.append(
-                f"otel-asyncres: {shed} tasks were not recorded: they were spawned while the "
-                "recorder was behind (the exporter could not keep up)"
+                f"otel-asyncres: {found} were folded instead of shown: the hand-off to the exporting "
+                "side was full (the exporter could not keep up)"
             )
-        counts = self.diagnostics.counts if self.diagnostics is not None else {}
+        lints = self.instrumentation.lints
+        counts = lints.counts if lints is not None else {}
         exporters = self.settings.exporters
         if counts and self.owns_provider and exporters and "console" not in exporters:  # the view has them
             found = ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items()))
             lines.append(f"otel-asyncres: diagnostics: {found} (events on the tasks' spans)")
-        errors = {**self.recorder.errors}
-        if self.bridge.errors:
-            errors["bridge"] = self.bridge.errors
-        if self.diagnostics is not None and self.diagnostics.errors:
-            errors["diagnostics"] = self.diagnostics.errors
+        errors = dict(self.handoff.errors)
         if errors:
             lines.append(
                 "otel-asyncres: internal errors (counted, not raised): "
@@ -148,22 +173,28 @@ class Session:
             pass
 
 
-def diagnostic_options(
-    settings: Settings, on_deadlock: Callable[[Deadlock], Any] | None = None
-) -> DiagnosticOptions | None:
-    """What the diagnostics stage looks for; None when it has nothing to do
-    (the long polls are found by the instrumentation, but reported there)."""
-    options = DiagnosticOptions(
+def sources_of(settings: Settings) -> Sources:
+    """What the instrumentation follows, from the detail level and options."""
+    everything = settings.detail == "all"
+    return Sources(
+        resources=settings.detail != "tasks",
+        future_subclass=settings.futures == "subclass",
+        ops_by_resource=settings.op_parent == "resource",
+        poll_log=everything or bool(settings.op_poll_spans),
+        internal=settings.internal,
+    )
+
+
+def lint_options(settings: Settings, on_deadlock: Callable[[Deadlock], Any] | None = None) -> LintOptions:
+    """What the diagnostics look for."""
+    return LintOptions(
+        long_poll_ns=_nanoseconds(settings.long_poll_threshold),
         self_wake_ratio=settings.self_wake_ratio,
         long_wait_ns=_nanoseconds(settings.long_wait_threshold),
         lost_wakers=settings.lost_wakers,
         deadlocks=settings.deadlocks,
         on_deadlock=on_deadlock,
     )
-    thresholds = (settings.long_poll_threshold, settings.long_wait_threshold, settings.self_wake_ratio)
-    if thresholds == (None, None, None) and not settings.lost_wakers and not settings.deadlocks:
-        return None
-    return options
 
 
 def _meter_provider(
@@ -199,14 +230,10 @@ def bridge_options(settings: Settings, event_limit: int | None = None) -> Bridge
     window_events = settings.window_events
     if event_limit is not None and 0 < event_limit < window_events:
         window_events = event_limit
+    everything = settings.detail == "all"
     return BridgeOptions(
-        op_parent=settings.op_parent,
-        op_poll_spans=settings.op_poll_spans,
-        internal_tasks=settings.internal,
-        internal_resources=settings.internal,
-        detail=settings.detail,
-        min_task_ns=int(settings.min_task_duration * 1e9),
-        min_wait_ns=int(settings.min_wait_duration * 1e9),
+        op_poll_spans=everything if settings.op_poll_spans is None else settings.op_poll_spans,
+        task_poll_spans=everything,
         window_ns=int(settings.window_duration * 1e9),
         window_events=window_events,
     )
@@ -246,7 +273,7 @@ def instrument(
     ``meter_provider``: where runtime metrics go; by default the application's
     global one, else one configured like the traces. ``on_deadlock``: called
     with each deadlock found (an ``otel_asyncres.Deadlock``), on the
-    recorder's thread. Other options: see ``otel_asyncres.config``. A second
+    hand-off's thread. Other options: see ``otel_asyncres.config``. A second
     call is a no-op.
     """
     if sdk_disabled():  # OTEL_SDK_DISABLED=true: everything off, this included

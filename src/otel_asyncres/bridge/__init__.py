@@ -1,4 +1,4 @@
-"""The bridge from records to OpenTelemetry spans."""
+"""The bridge from shown entities to OpenTelemetry spans, and runtime metrics."""
 
 from .spans import BridgeOptions, SpanBridge
 

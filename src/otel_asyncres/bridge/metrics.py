@@ -1,10 +1,9 @@
-"""Runtime metrics: the records as OpenTelemetry instruments.
+"""Runtime metrics: counted on the loop, recorded on the hand-off's thread.
 
-A sink beside the span bridge: where spans show single tasks and waits (and
-only those worth a span), metrics count every recorded one, so a dashboard
-shows the event loop's health over time. The names follow OpenTelemetry's
-conventions (dotted namespaces, durations in seconds, units in braces for
-counts); docs/mapping.md lists them.
+Where spans show single tasks and waits, metrics count every recorded one, so
+a dashboard shows the event loop's health over time. The names follow
+OpenTelemetry's conventions (dotted namespaces, durations in seconds, units in
+braces for counts); docs/mapping.md lists them.
 
 - ``asyncio.task.poll.duration``: how long each poll held the event loop;
 - ``asyncio.task.schedule.delay``: from a task's wake (or spawn) to the poll
@@ -14,8 +13,15 @@ counts); docs/mapping.md lists them.
 - ``asyncio.task.spawned``, ``asyncio.task.finished`` (by outcome), and
   ``asyncio.diagnostics`` (by lint kind): counters;
 - ``asyncio.task.active``, ``asyncio.resource.active`` (by resource type):
-  up-down counters observed when the reader collects, so they cost nothing
-  per record.
+  up-down counters observed when the reader collects;
+- ``otel_asyncres.metrics.samples_dropped``: durations counted but not
+  recorded in a histogram (see below).
+
+The loop only counts and appends durations to arrays of machine integers (no
+object per poll); the SDK's instruments are fed on the hand-off's thread. An
+SDK histogram takes one call per value, so each tick records at most
+``SAMPLES_PER_TICK`` durations per histogram: beyond that, a busy program's
+durations are counted as dropped samples rather than slowing it down.
 
 Tasks whose trace is sampled out are not recorded at all, so not counted;
 nor are asyncio's own housekeeping tasks.
@@ -23,15 +29,18 @@ nor are asyncio's own housekeeping tasks.
 
 from __future__ import annotations
 
-from collections import Counter
+from array import array
+from collections import Counter, deque
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
-from .. import records as r
-from ..recorder import Dispatcher
+from ..model import Entity
 from . import semconv as sc
+
+if TYPE_CHECKING:
+    from ..instrumentation.task_state import TaskState
 
 #: Seconds: from a fast poll (10 µs) to a wait of minutes.
 DURATION_BUCKETS = (
@@ -60,21 +69,26 @@ TASKS_FINISHED = "asyncio.task.finished"
 TASKS_ACTIVE = "asyncio.task.active"
 RESOURCES_ACTIVE = "asyncio.resource.active"
 DIAGNOSTICS = "asyncio.diagnostics"
+SAMPLES_DROPPED = "otel_asyncres.metrics.samples_dropped"
+
+#: Durations recorded per histogram per tick, at most.
+SAMPLES_PER_TICK = 2000
+
+#: Durations kept on the loop between two ticks, at most.
+_KEPT = 65536
 
 
-class _Op:
-    __slots__ = ("created", "source", "type")
+class RuntimeMetrics:
+    """Counts on the loop (``TaskTracker.metrics``); records on the hand-off's
+    thread (a consumer, as the bridge is)."""
 
-    def __init__(self, created: int, source: str, concrete_type: str) -> None:
-        self.created = created
-        self.source = source
-        self.type = concrete_type
-
-
-class MetricsSink(Dispatcher):
-    """Records every poll, wake, op and task on a meter's instruments."""
-
-    def __init__(self, meter: Meter) -> None:
+    def __init__(
+        self,
+        meter: Meter,
+        live_tasks: Callable[[], Iterable[TaskState]],
+        live_resources: Callable[[], Iterable[Entity]],
+        lint_counts: Callable[[], dict[str, int]],
+    ) -> None:
         def histogram(name: str, description: str) -> Any:
             return meter.create_histogram(
                 name, unit="s", description=description, explicit_bucket_boundaries_advisory=DURATION_BUCKETS
@@ -83,103 +97,156 @@ class MetricsSink(Dispatcher):
         self._poll = histogram(POLL_DURATION, "Time a task's poll held the event loop")
         self._delay = histogram(SCHEDULE_DELAY, "Time from a task's wake to the poll it caused")
         self._op = histogram(OP_DURATION, "Time an async op waited")
-        self._spawned = meter.create_counter(TASKS_SPAWNED, unit="{task}", description="Tasks spawned")
-        self._finished = meter.create_counter(TASKS_FINISHED, unit="{task}", description="Tasks finished")
-        self._diagnostics = meter.create_counter(DIAGNOSTICS, unit="{diagnostic}", description="Lints found")
+        self._spawned_counter = meter.create_counter(
+            TASKS_SPAWNED, unit="{task}", description="Tasks spawned"
+        )
+        self._finished_counter = meter.create_counter(
+            TASKS_FINISHED, unit="{task}", description="Tasks finished"
+        )
+        self._lints_counter = meter.create_counter(
+            DIAGNOSTICS, unit="{diagnostic}", description="Lints found"
+        )
+        self._dropped_counter = meter.create_counter(
+            SAMPLES_DROPPED, unit="{sample}", description="Durations not recorded in a histogram"
+        )
         meter.create_observable_up_down_counter(
             TASKS_ACTIVE, [self._observe_tasks], unit="{task}", description="Tasks alive"
         )
         meter.create_observable_up_down_counter(
             RESOURCES_ACTIVE, [self._observe_resources], unit="{resource}", description="Resources alive"
         )
-        #: Per live task: when its current poll started, or when it was woken.
-        self._polling: dict[int, int] = {}
-        self._woken: dict[int, int] = {}
-        self._kinds: dict[int, str] = {}
-        #: Task kinds and resource types seen (a handful): their gauges report 0, not nothing.
+        self._live_tasks = live_tasks
+        self._live_resources = live_resources
+        self._lint_counts = lint_counts
+        # -- written on the loop ---------------------------------------------------------
+        self._polls = array("q")
+        self._delays = array("q")
+        self._ops: deque[tuple[str, str, str, int]] = deque()
+        self._spawned: Counter[str] = Counter()
+        self._finished: Counter[tuple[str, str]] = Counter()
+        self._dropped = 0
+        # -- what was recorded so far (the hand-off's thread) -----------------------------
+        self._spawned_sent: Counter[str] = Counter()
+        self._finished_sent: Counter[tuple[str, str]] = Counter()
+        self._lints_sent: Counter[str] = Counter()
+        self._dropped_sent = 0
+        #: Kinds and types seen: their gauges report 0, not nothing.
         self._kinds_seen: set[str] = {"task"}
-        self._resources: dict[int, str] = {}
-        self._live_resources: Counter[str] = Counter()
-        self._ops: dict[int, _Op] = {}
-        handlers: dict[type, Callable[[Any], None]] = {
-            r.TaskSpawned: self._task_spawned,
-            r.TaskWoken: self._task_woken,
-            r.TaskPollStarted: self._poll_started,
-            r.TaskPollEnded: self._poll_ended,
-            r.TaskClosed: self._task_closed,
-            r.ResourceCreated: self._resource_created,
-            r.ResourceClosed: self._resource_closed,
-            r.AsyncOpCreated: self._op_created,
-            r.AsyncOpClosed: self._op_closed,
-            r.Diagnostic: self._diagnostic,
-        }
-        super().__init__(handlers)
+        self._types_seen: set[str] = set()
 
-    # -- observations ------------------------------------------------------------------
+    # -- on the loop (TaskTracker.metrics, and op ends) ---------------------------------
+
+    def spawned(self, st: TaskState) -> None:
+        if not st.internal:
+            self._spawned[st.kind] += 1
+
+    def scheduled(self, delay: int) -> None:
+        if len(self._delays) < _KEPT:
+            self._delays.append(delay)
+        else:
+            self._dropped += 1
+
+    def polled(self, duration: int) -> None:
+        if len(self._polls) < _KEPT:
+            self._polls.append(duration)
+        else:
+            self._dropped += 1
+
+    def finished(self, st: TaskState) -> None:
+        if not st.internal:
+            self._finished[(st.kind, st.outcome or "unfinished")] += 1
+
+    def resource_created(self, concrete_type: str) -> None:
+        """Its type's gauge reports it from now on (0 once they are gone)."""
+        self._types_seen.add(concrete_type)
+
+    def op_ended(self, concrete_type: str, source: str, outcome: str, duration: int) -> None:
+        if len(self._ops) < _KEPT:
+            self._ops.append((concrete_type, source, outcome, duration))
+        else:
+            self._dropped += 1
+
+    # -- on the hand-off's thread (a consumer) ------------------------------------------
+
+    def sync(self, entity: Entity) -> None:
+        pass
+
+    def tick(self, now: int) -> None:
+        self._record_durations(self._polls, self._poll)
+        self._record_durations(self._delays, self._delay)
+        self._record_ops()
+        self._add_deltas(self._spawned, self._spawned_sent, self._spawned_counter, self._kind_attributes)
+        self._add_deltas(
+            self._finished, self._finished_sent, self._finished_counter, self._outcome_attributes
+        )
+        self._add_deltas(
+            Counter(self._lint_counts()), self._lints_sent, self._lints_counter, self._lint_attributes
+        )
+        dropped = self._dropped - self._dropped_sent
+        if dropped:
+            self._dropped_counter.add(dropped)
+            self._dropped_sent += dropped
+
+    def flush(self, final: bool = False) -> None:
+        self.tick(0)
+
+    def shutdown(self) -> None:
+        self.tick(0)
+
+    def _record_durations(self, samples: array[int], histogram: Any) -> None:
+        n = len(samples)
+        if not n:
+            return
+        taken = samples[:n]
+        del samples[:n]
+        for value in taken[:SAMPLES_PER_TICK]:
+            histogram.record(value / 1e9)
+        self._dropped += max(n - SAMPLES_PER_TICK, 0)
+
+    def _record_ops(self) -> None:
+        ops = self._ops
+        recorded = 0
+        while ops:
+            concrete_type, source, outcome, duration = ops.popleft()
+            if recorded >= SAMPLES_PER_TICK:
+                self._dropped += 1
+                continue
+            attributes = {
+                sc.RESOURCE_CONCRETE_TYPE: concrete_type,
+                sc.ASYNC_OP_SOURCE: source,
+                sc.ASYNC_OP_OUTCOME: outcome,
+            }
+            self._op.record(duration / 1e9, attributes)
+            recorded += 1
+
+    @staticmethod
+    def _add_deltas(
+        current: Counter[Any], sent: Counter[Any], counter: Any, attributes: Callable[[Any], Any]
+    ) -> None:
+        for key, total in list(current.items()):
+            delta = total - sent[key]
+            if delta:
+                counter.add(delta, attributes(key))
+                sent[key] = total
+
+    def _kind_attributes(self, kind: str) -> dict[str, str]:
+        self._kinds_seen.add(kind)
+        return {sc.TASK_KIND: kind}
+
+    @staticmethod
+    def _outcome_attributes(key: tuple[str, str]) -> dict[str, str]:
+        return {sc.TASK_KIND: key[0], sc.TASK_OUTCOME: key[1]}
+
+    @staticmethod
+    def _lint_attributes(kind: str) -> dict[str, str]:
+        return {sc.LINT_PREFIX + "kind": kind}
+
+    # -- observations (the metric reader's thread) ----------------------------------------
 
     def _observe_tasks(self, options: CallbackOptions) -> Iterable[Observation]:
-        live = Counter(self._kinds.values())
+        live = Counter(st.kind for st in self._live_tasks() if not st.internal)
         return [Observation(live[kind], {sc.TASK_KIND: kind}) for kind in list(self._kinds_seen)]
 
     def _observe_resources(self, options: CallbackOptions) -> Iterable[Observation]:
-        live = list(self._live_resources.items())  # types seen stay, at 0: the gauge goes down to it
-        return [Observation(n, {sc.RESOURCE_CONCRETE_TYPE: kind}) for kind, n in live]
-
-    # -- records -----------------------------------------------------------------------
-
-    def _task_spawned(self, rec: r.TaskSpawned) -> None:
-        if rec.internal:  # asyncio's housekeeping (shutdown_asyncgens ...): not the program's
-            return
-        self._kinds[rec.task_id] = rec.kind
-        self._kinds_seen.add(rec.kind)
-        self._woken[rec.task_id] = rec.ts  # the spawn schedules the first poll
-        self._spawned.add(1, {sc.TASK_KIND: rec.kind})
-
-    def _task_woken(self, rec: r.TaskWoken) -> None:
-        if rec.task_id in self._kinds and rec.task_id not in self._woken:
-            self._woken[rec.task_id] = rec.ts
-
-    def _poll_started(self, rec: r.TaskPollStarted) -> None:
-        if rec.task_id not in self._kinds:
-            return
-        self._polling[rec.task_id] = rec.ts
-        woken = self._woken.pop(rec.task_id, None)
-        if woken is not None and woken <= rec.ts:
-            self._delay.record((rec.ts - woken) / 1e9)
-
-    def _poll_ended(self, rec: r.TaskPollEnded) -> None:
-        started = self._polling.pop(rec.task_id, None)
-        if started is not None:
-            self._poll.record(max(rec.ts - started, 0) / 1e9)
-
-    def _task_closed(self, rec: r.TaskClosed) -> None:
-        kind = self._kinds.pop(rec.task_id, None)
-        self._woken.pop(rec.task_id, None)
-        self._polling.pop(rec.task_id, None)
-        if kind is not None:
-            self._finished.add(1, {sc.TASK_KIND: kind, sc.TASK_OUTCOME: rec.outcome})
-
-    def _resource_created(self, rec: r.ResourceCreated) -> None:
-        self._resources[rec.resource_id] = rec.concrete_type
-        self._live_resources[rec.concrete_type] += 1
-
-    def _resource_closed(self, rec: r.ResourceClosed) -> None:
-        concrete_type = self._resources.pop(rec.resource_id, None)
-        if concrete_type is not None:
-            self._live_resources[concrete_type] -= 1
-
-    def _op_created(self, rec: r.AsyncOpCreated) -> None:
-        self._ops[rec.op_id] = _Op(rec.ts, rec.source, self._resources.get(rec.resource_id, "unknown"))
-
-    def _op_closed(self, rec: r.AsyncOpClosed) -> None:
-        op = self._ops.pop(rec.op_id, None)
-        if op is not None:
-            attributes = {
-                sc.RESOURCE_CONCRETE_TYPE: op.type,
-                sc.ASYNC_OP_SOURCE: op.source,
-                sc.ASYNC_OP_OUTCOME: rec.outcome,
-            }
-            self._op.record(max(rec.ts - op.created, 0) / 1e9, attributes)
-
-    def _diagnostic(self, rec: r.Diagnostic) -> None:
-        self._diagnostics.add(1, {sc.LINT_PREFIX + "kind": rec.kind})
+        live = Counter(entity.label() for entity in self._live_resources())
+        return [Observation(live[t], {sc.RESOURCE_CONCRETE_TYPE: t}) for t in sorted(self._types_seen)]

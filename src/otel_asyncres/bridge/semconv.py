@@ -75,13 +75,45 @@ WINDOW_INDEX = "asyncio.window.index"
 WINDOW_LAST = "asyncio.window.last"
 LINK_PREVIOUS_WINDOW = "previous_window"
 
-#: On the next span exported after some were dropped: how many.
+#: On the next span exported after some were dropped by the export queue: how many.
 DROPPED_SPANS = "otel_asyncres.dropped_spans"
+#: On the next span exported after entities could not be handed to the
+#: bridge (its queue was full): how many, by kind (``.task``, ``.op``, ``.resource``).
+DROPPED_PREFIX = "otel_asyncres.dropped."
 
-# What was counted instead of shown (shorter than the thresholds).
-TASK_HIDDEN_TASKS = "asyncio.task.hidden_tasks"
-TASK_HIDDEN_WAITS = "asyncio.task.hidden_waits"
-RESOURCE_HIDDEN_OPS = "asyncio.resource.hidden_ops"
+# What was folded into a span instead of shown (past the budget): counts and
+# aggregate statistics, on the span above what was folded.
+FOLDED_TASKS = "asyncio.folded.tasks"
+#: ``asyncio.folded.tasks.ok``, ``.error``, ``.cancelled``, ``.lost``.
+FOLDED_TASKS_PREFIX = "asyncio.folded.tasks."
+FOLDED_TASKS_DURATION = "asyncio.folded.tasks.duration"
+FOLDED_TASKS_LONGEST = "asyncio.folded.tasks.longest"
+FOLDED_WAITS = "asyncio.folded.waits"
+#: Parallel arrays, one item per (op source, resource type).
+FOLDED_WAITS_SOURCES = "asyncio.folded.waits.sources"
+FOLDED_WAITS_TYPES = "asyncio.folded.waits.resource_types"
+FOLDED_WAITS_COUNTS = "asyncio.folded.waits.counts"
+FOLDED_WAITS_DURATIONS = "asyncio.folded.waits.durations"
+FOLDED_WAITS_LONGEST = "asyncio.folded.waits.longest"
+FOLDED_RESOURCES = "asyncio.folded.resources"
+FOLDED_RESOURCES_TYPES = "asyncio.folded.resources.types"
+FOLDED_RESOURCES_COUNTS = "asyncio.folded.resources.counts"
+#: Events of this span that were not kept (the window's room, the budget).
+EVENTS_FOLDED = "asyncio.events.folded"
+
+# What a resource's ops waited, in all (every op, shown or folded).
+RESOURCE_OPS = "asyncio.resource.ops"
+RESOURCE_WAIT_DURATION = "asyncio.resource.wait_duration"
+RESOURCE_WAIT_LONGEST = "asyncio.resource.wait_longest"
+
+# An id named in an event or attribute that is no span of the trace: what it
+# names, and that it was folded.
+WAKER_TASK_NAME = "asyncio.waker.task.name"
+WAKER_TASK_FOLDED = "asyncio.waker.task.folded"
+AWAITED_TASK_NAME = "asyncio.awaited_task.name"
+AWAITED_TASK_FOLDED = "asyncio.awaited_task.folded"
+RESOURCE_FOLDED = "asyncio.resource.folded"
+ASYNC_OP_FOLDED = "asyncio.async_op.folded"
 
 # Events (Tokio's names).
 EVENT_STATE_UPDATE = "state_update"

@@ -1,11 +1,12 @@
 """Diagnostics: Tokio Console's lints and more, travelling with the traces.
 
-``analyzer`` infers them from the records (self-wakes, long waits, deadlocks)
-and reports every one, those the instrumentation finds itself included (long
-polls, lost wakers); ``deadlocks`` keeps the wait-for graph.
+``lints`` finds them on the loop, from the state the instrumentation keeps
+there (long polls, self-wakes, long waits, lost wakers, deadlocks);
+``deadlocks`` reads the wait-for graph, ``lost_wakers`` who can still reach
+what a task waits on.
 """
 
-from .analyzer import DiagnosticOptions, Diagnostics
 from .deadlocks import Deadlock, DeadlockedTask
+from .lints import Lint, LintOptions, Severity
 
-__all__ = ["Deadlock", "DeadlockedTask", "DiagnosticOptions", "Diagnostics"]
+__all__ = ["Deadlock", "DeadlockedTask", "Lint", "LintOptions", "Severity"]

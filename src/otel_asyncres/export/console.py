@@ -19,7 +19,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import StatusCode
 
 from ..bridge import semconv as sc
-from ..records import Lint
+from ..diagnostics.lints import Lint
 
 
 def use_color(stream: TextIO) -> bool:

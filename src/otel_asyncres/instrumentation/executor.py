@@ -25,15 +25,17 @@ from time import time_ns
 from types import BuiltinMethodType
 from typing import Any
 
-from ..records import ErrorInfo, Outcome, StateValue, TaskClosed, TaskPollEnded, TaskPollStarted, TaskSpawned
-from ..records import next_task_id as new_task_id
+from ..model import Outcome, next_task_id
 from .frames import await_chain, innermost_user_frame, location_of, user_location
 from .patching import Patcher
-from .resources import Family, ResourceRegistry
-from .tasks import TaskState, TaskTracker, error_info
-from .waits import OpRecords, Wait, future_outcome
+from .spawns import error_info
+from .task_state import MUTED, TaskState
+from .tasks import TaskTracker
+from .waits import Ops, Wait, future_outcome
 
 SOURCE = "run_in_executor"
+#: What the work is to the task that awaits it: a task, as any joined one.
+JOINED_TYPE = "asyncio.Task"
 _RUN_IN_EXECUTOR = asyncio.BaseEventLoop.run_in_executor.__code__
 _RUNNING = concurrent.futures._base.RUNNING
 
@@ -44,14 +46,6 @@ def _work_outcome(cf: Any) -> str:
     if cf.cancelled():
         return Outcome.CANCELLED
     return Outcome.OK if cf.exception() is None else Outcome.ERROR
-
-
-def _work_state(cf: Any) -> dict[str, StateValue]:
-    return {"done": cf.done(), "outcome": _work_outcome(cf)}
-
-
-#: The blocking task as a resource, as any task that is awaited.
-WORK = Family(None, "asyncio.Task", "Task", _work_state)
 
 
 def _function_name(func: Any) -> str:
@@ -82,11 +76,9 @@ class _Work:
 class ExecutorWork:
     """Blocking tasks, from submission to completion."""
 
-    def __init__(self, registry: ResourceRegistry, ops: OpRecords, tracker: TaskTracker) -> None:
-        self.registry = registry
+    def __init__(self, ops: Ops, tracker: TaskTracker) -> None:
         self.ops = ops
         self.tracker = tracker
-        self._emit = registry.recorder.emit
         self._by_concurrent: dict[int, _Work] = {}
         self._by_future: dict[int, Any] = {}  # id(asyncio future) -> concurrent future
         #: The work may start in its thread before the submission is seen.
@@ -116,7 +108,7 @@ class ExecutorWork:
                     try:
                         work._submitted(future, wrapped, caller.f_locals.get("func"))
                     except Exception as exc:
-                        work.registry.recorder.count_error("run_in_executor", exc)
+                        work.tracker.count_error("run_in_executor", exc)
             return wrapped
 
         wrap_future.__wrapped__ = original  # type: ignore[attr-defined]
@@ -126,21 +118,13 @@ class ExecutorWork:
 
     def _submitted(self, cf: Any, wrapped: Any, func: Any) -> None:
         parent = self.tracker.current()
-        if parent is not None and parent.muted:
+        if parent is MUTED:
             return
-        state = TaskState(new_task_id())
+        state = TaskState(next_task_id(), time_ns(), parent)
         state.location = user_location()
-        self._emit(
-            TaskSpawned(
-                time_ns(),
-                state.id,
-                parent.id if parent is not None else None,
-                _function_name(func),
-                state.location,
-                None,
-                kind="blocking",
-            )
-        )
+        state.coroutine = _function_name(func)
+        state.kind = "blocking"
+        self.tracker.announce(state)
         work = _Work(state, wrapped)
         self._by_concurrent[id(cf)] = work
         self._by_future[id(wrapped)] = cf
@@ -164,7 +148,12 @@ class ExecutorWork:
             if work.started:
                 return
             work.started = True
-        self._emit(TaskPollStarted(time_ns(), work.state.id))
+        state, now = work.state, time_ns()
+        state.polls = 1
+        state.poll_ts = now
+        if state.woken_at is not None:
+            state.scheduled = max(now - state.woken_at, 0)
+            state.woken_at = None
 
     def _forget_cause(self, cf: Any) -> None:
         self.tracker.set_cause(None)
@@ -172,28 +161,26 @@ class ExecutorWork:
     def _finished(self, cf: Any) -> None:
         """The first done-callback, run where the work ended (a worker thread,
         or the loop when it was cancelled before running). What the callbacks
-        after it complete (the awaited future) is credited to the work."""
+        after it complete (the awaited future) is credited to the work; its
+        end is decided on the loop."""
         try:
             work = self._by_concurrent.pop(id(cf), None)
             if work is None:
                 return
-            self.tracker.set_cause(work.state)
+            state = work.state
+            self.tracker.set_cause(state)
             wrapped = work.future()
             if wrapped is not None:
                 self._by_future.pop(id(wrapped), None)
             now = time_ns()
             if work.started:
-                self._emit(TaskPollEnded(now, work.state.id))
-            outcome = _work_outcome(cf)
-            error: ErrorInfo | None = None
-            if outcome == Outcome.ERROR:
-                error = error_info(cf.exception())
-            self._emit(TaskClosed(now, work.state.id, outcome, error))
-            if self.registry.get(cf) is not None:
-                self.registry.observe(cf)
-                self.registry.close(cf)
+                state.busy = max(now - state.poll_ts, 0)
+            state.outcome = _work_outcome(cf)
+            if state.outcome == Outcome.ERROR:
+                state.error = error_info(cf.exception())
+            self.tracker.ended_elsewhere.append(lambda: self.tracker.end(state, now))
         except Exception as exc:
-            self.registry.recorder.count_error("executor work", exc)
+            self.tracker.count_error("executor work", exc)
 
     # -- the wait for it ------------------------------------------------------------------
 
@@ -202,13 +189,12 @@ class ExecutorWork:
         work = self._by_concurrent.get(id(cf)) if cf is not None else None
         if work is None:
             return None
-        rs = self.registry.ensure(cf, WORK, work.state.location, adopted=False, task_id=work.state.id)
-        if rs is None:
-            return None
         frame = innermost_user_frame(await_chain(task.get_coro()))
         where = location_of(frame) if frame is not None else None
-        wait = self.ops.open(st, fut, rs.id, SOURCE, where, _AwaitWork(self.ops), now)
-        wait.awaited_task_id = work.state.id
+        wait = self.ops.open(st, fut, None, SOURCE, where, _AwaitWork(self.ops), now)
+        wait.concrete_type = JOINED_TYPE
+        wait.awaited = work.state
+        wait.joins = True
         return wait
 
 
@@ -217,7 +203,7 @@ class _AwaitWork:
 
     __slots__ = ("ops",)
 
-    def __init__(self, ops: OpRecords) -> None:
+    def __init__(self, ops: Ops) -> None:
         self.ops = ops
 
     def woken(self, wait: Wait, future: Any, st: TaskState, waker: TaskState | None, now: int) -> None:

@@ -15,7 +15,7 @@ import sys
 from types import CodeType, FrameType
 from typing import Any
 
-from ..records import Location
+from ..model import Location
 
 
 def _loop_implementation_dirs() -> tuple[str, ...]:

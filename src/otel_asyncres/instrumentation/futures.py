@@ -32,37 +32,24 @@ import weakref
 from time import time_ns
 from typing import Any
 
-from ..recorder import Recorder
-from ..records import (
-    Outcome,
-    ResourceClosed,
-    ResourceCreated,
-    ResourceStateUpdated,
-    next_resource_id,
-)
+from ..model import Event, Outcome, StateOp, next_resource_id
 from .frames import caller_is_user_code, innermost_await_frame, is_internal_file, location_of, user_location
 from .loops import definitions
 from .patching import Patcher
-from .tasks import TASK_TYPES, TaskState, TaskTracker
-from .waits import OpRecords, Wait, future_outcome
+from .resources import Family, ResourceRegistry, ResourceState
+from .spawns import TASK_TYPES
+from .task_state import MUTED, TaskState
+from .tasks import TaskTracker
+from .waits import Ops, Wait, future_outcome
 
-CONCRETE_TYPE = "asyncio.Future"
-KIND = "Sync"
 SOURCE = "Future.__await__"
 
 _PLAIN_FUTURES = tuple({asyncio.Future, getattr(asyncio.futures, "_PyFuture", asyncio.Future)})
 
-
-class _OneShotState:
-    """Per-future flags, so each state change is recorded once."""
-
-    __slots__ = ("resource_id", "sent", "received", "cancelled")
-
-    def __init__(self, resource_id: int) -> None:
-        self.resource_id = resource_id
-        self.sent = False
-        self.received = False
-        self.cancelled = False
+#: A one-shot's state is not in the future (nothing says it was received):
+#: it is kept on the resource, as its last observed state.
+FUTURE = Family(None, "asyncio.Future", "Sync", lambda fut: {})
+_INITIAL = (("value_sent", False), ("value_received", False), ("cancelled", False))
 
 
 #: The live FutureResources, or None when not instrumented: futures made while
@@ -74,7 +61,7 @@ class Future(asyncio.Future):  # type: ignore[type-arg]
     """An ``asyncio.Future`` that reports its one-shot state changes."""
 
     __slots__ = ("_asyncres",)
-    _asyncres: _OneShotState
+    _asyncres: ResourceState
 
     def set_result(self, result: Any, /) -> None:
         super().set_result(result)
@@ -112,15 +99,14 @@ class Future(asyncio.Future):  # type: ignore[type-arg]
 class FutureResources:
     """Creates, adopts and follows one-shot future resources."""
 
-    def __init__(self, recorder: Recorder, tracker: TaskTracker, ops: OpRecords) -> None:
-        self._recorder = recorder
-        self._emit = recorder.emit
+    def __init__(self, tracker: TaskTracker, registry: ResourceRegistry, ops: Ops) -> None:
         self._tracker = tracker
+        self._registry = registry
         self.ops = ops
-        #: Keeps the weak references (and so their close callbacks) alive.
+        #: Keeps the weak references (and so their end callbacks) alive.
         self._refs: dict[int, weakref.ref[Any]] = {}
         #: Adopted plain futures, by ``id()``; entries leave when the future dies.
-        self._adopted: dict[int, _OneShotState] = {}
+        self._adopted: dict[int, ResourceState] = {}
 
     def install(self, patcher: Patcher, loop_classes: list[type], subclass: bool = False) -> None:
         """Follow futures as one-shots. By default they stay plain futures,
@@ -148,13 +134,10 @@ class FutureResources:
             # would show this hook: there, plain futures (adopted when awaited).
             if _active is not resources or not caller_is_user_code() or loop.get_debug():
                 return original(loop)
-            current = resources._tracker.current()
-            if current is not None and current.muted:
-                return original(loop)
             try:
-                return resources._new_future(loop)
+                return resources._new_future(loop) or original(loop)
             except Exception as exc:
-                resources._recorder.count_error("create_future", exc)
+                resources._tracker.count_error("create_future", exc)
                 return original(loop)
 
         create_future.__wrapped__ = original  # type: ignore[attr-defined]
@@ -162,87 +145,77 @@ class FutureResources:
 
     # -- creation, adoption, end -------------------------------------------
 
-    def _new_future(self, loop: Any) -> Future:
+    def _new_future(self, loop: Any) -> Future | None:
+        current = self._tracker.current()
+        if current is MUTED:
+            return None
         fut = Future(loop=loop)
-        state = self._created(fut, user_location(), adopted=False)
-        fut._asyncres = state
+        fut._asyncres = self._created(fut, current, user_location(), adopted=False, now=time_ns())
         return fut
 
     def _created(
-        self, fut: Any, location: Any, adopted: bool, key: int | None = None, now: int | None = None
-    ) -> _OneShotState:
-        rid = next_resource_id()
-        current = self._tracker.current()
-        self._emit(
-            ResourceCreated(
-                time_ns() if now is None else now,
-                rid,
-                CONCRETE_TYPE,
-                KIND,
-                current.id if current is not None else None,
-                location,
-                {"value_sent": False, "value_received": False, "cancelled": False},
-                adopted=adopted,
-            )
-        )
-        self._refs[rid] = weakref.ref(fut, functools.partial(self._gone, rid, key=key))
-        return _OneShotState(rid)
+        self, fut: Any, task: TaskState | None, location: Any, adopted: bool, now: int, key: int | None = None
+    ) -> ResourceState:
+        rs = ResourceState(next_resource_id(), now, FUTURE, False)
+        rs.task, rs.location, rs.adopted = task, location, adopted
+        rs.initial = _INITIAL
+        rs.last = dict(_INITIAL)
+        self._refs[rs.id] = weakref.ref(fut, functools.partial(self._gone, rs, key=key))
+        self._registry.add_other(rs)
+        return rs
 
-    def _gone(self, rid: int, _ref: Any, key: int | None = None) -> None:
-        self._refs.pop(rid, None)
+    def _gone(self, rs: ResourceState, _ref: Any, key: int | None = None) -> None:
+        """The future was collected (perhaps on another thread): its end is
+        decided on the loop."""
+        self._refs.pop(rs.id, None)
         if key is not None:
             self._adopted.pop(key, None)
-        self._emit(ResourceClosed(time_ns(), rid))
+        now = time_ns()
+        self._tracker.ended_elsewhere.append(lambda: self._registry.end(rs, now))
 
     # -- state changes -----------------------------------------------------
 
-    def _update(self, state: _OneShotState, attribute: str) -> None:
-        self._emit(ResourceStateUpdated(time_ns(), state.resource_id, attribute, True))
+    def _update(self, rs: ResourceState, attribute: str) -> None:
+        if not rs.last.get(attribute):
+            rs.last[attribute] = True
+            event = (Event.STATE, time_ns(), attribute, True, StateOp.OVERRIDE, None)
+            self._registry.policy.event(rs, event)
 
-    def sent(self, state: _OneShotState) -> None:
-        if not state.sent:
-            state.sent = True
-            self._update(state, "value_sent")
+    def sent(self, rs: ResourceState) -> None:
+        self._update(rs, "value_sent")
 
-    def cancelled(self, state: _OneShotState) -> None:
-        if not state.cancelled:
-            state.cancelled = True
-            self._update(state, "cancelled")
+    def cancelled(self, rs: ResourceState) -> None:
+        self._update(rs, "cancelled")
 
-    def received(self, state: _OneShotState) -> None:
-        if not state.received:
-            state.received = True
-            self._update(state, "value_received")
+    def received(self, rs: ResourceState) -> None:
+        self._update(rs, "value_received")
 
-    def _settled(self, state: _OneShotState, fut: Any) -> None:
-        """Record whatever completed ``fut`` (for adopted futures, whose setter
+    def _settled(self, rs: ResourceState, fut: Any) -> None:
+        """Note whatever completed ``fut`` (for adopted futures, whose setter
         we only learn about when it wakes a waiter)."""
         if fut.cancelled():
-            self.cancelled(state)
+            self.cancelled(rs)
         else:
-            self.sent(state)
+            self.sent(rs)
 
     # -- the async op --------------------------------------------------------
 
     def awaited(self, fut: Future) -> None:
         """``await fut`` from a task: a receive now, or an op that will wait."""
         try:
-            state = fut._asyncres
+            rs = fut._asyncres
             if fut.done():
                 if not fut.cancelled():
-                    self.received(state)
+                    self.received(rs)
                 return
             st = self._tracker.current()
-            if st is not None and not st.muted:
-                st.pending_wait = self._open_op(st, fut, state, user_location())
+            if st is not None and st is not MUTED:
+                st.pending_wait = self._open_op(st, fut, rs, user_location(), time_ns())
         except Exception as exc:
-            self._recorder.count_error("Future.__await__", exc)
+            self._tracker.count_error("Future.__await__", exc)
 
-    def _open_op(
-        self, st: TaskState, fut: Any, state: _OneShotState, location: Any, now: int | None = None
-    ) -> Wait:
-        handler = _OneShotWaitHandler(self, state)
-        return self.ops.open(st, fut, state.resource_id, SOURCE, location, handler, now)
+    def _open_op(self, st: TaskState, fut: Any, rs: ResourceState, location: Any, now: int) -> Wait:
+        return self.ops.open(st, fut, rs, SOURCE, location, _OneShotWaitHandler(self, rs), now)
 
     def _classify(self, st: TaskState, task: Any, fut: Any, now: int, resumed: Wait | None) -> Wait | None:
         """A task parked on a future: ours, or a plain one that user code made."""
@@ -255,29 +228,25 @@ class FutureResources:
         frame = innermost_await_frame(task.get_coro())
         if frame is None or is_internal_file(frame.f_code.co_filename) or _made_by_asyncio(fut):
             return None
-        state = self._adopted.get(id(fut))
-        if state is None:
-            state = self._adopt(fut, location_of(frame), now)
-        return self._open_op(st, fut, state, location_of(frame), now)
-
-    def _adopt(self, fut: Any, location: Any, now: int) -> _OneShotState:
-        key = id(fut)
-        state = self._adopted[key] = self._created(fut, location, adopted=True, key=key, now=now)
-        return state
+        rs = self._adopted.get(id(fut))
+        if rs is None:
+            key = id(fut)
+            rs = self._adopted[key] = self._created(fut, st, location_of(frame), True, now, key)
+        return self._open_op(st, fut, rs, location_of(frame), now)
 
 
 class _OneShotWaitHandler:
     """A task parked in ``await fut``: woken when the future settles, done as
     soon as it runs again (the await returns at once)."""
 
-    __slots__ = ("_resources", "_state")
+    __slots__ = ("_resources", "_rs")
 
-    def __init__(self, resources: FutureResources, state: _OneShotState) -> None:
+    def __init__(self, resources: FutureResources, rs: ResourceState) -> None:
         self._resources = resources
-        self._state = state
+        self._rs = rs
 
     def woken(self, wait: Wait, future: Any, st: TaskState, waker: TaskState | None, now: int) -> None:
-        self._resources._settled(self._state, future)
+        self._resources._settled(self._rs, future)
 
     def resumed(self, wait: Wait, future: Any, st: TaskState, now: int) -> bool:
         """The await returns as soon as the task runs again: the op is over."""
@@ -285,7 +254,7 @@ class _OneShotWaitHandler:
         ops.poll_started(wait, st, now)
         outcome = future_outcome(future)
         if outcome in (Outcome.OK, Outcome.ERROR):
-            self._resources.received(self._state)
+            self._resources.received(self._rs)
         ops.completed(wait, now, outcome)
         return True
 

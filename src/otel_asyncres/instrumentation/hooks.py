@@ -63,7 +63,7 @@ def _hook__call_soon(tracker: TaskTracker, original: Callable[..., Any]) -> Call
     unrecorded = tracker.UNRECORDED_STEP
 
     def _call_soon(loop: Any, callback: Any, args: Any, context: Any) -> Any:
-        step = task_step(loop, callback, args)
+        step = task_step(loop, callback, args, context)
         if step is unrecorded:
             return _trimmed(original(loop, callback, args, context))
         if step is not None:
@@ -99,7 +99,7 @@ def _hook_call_soon(tracker: TaskTracker, original: Callable[..., Any]) -> Calla
     unrecorded = tracker.UNRECORDED_STEP
 
     def call_soon(loop: Any, callback: Any, *args: Any, context: Any = None) -> Any:
-        step = task_step(loop, callback, args)
+        step = task_step(loop, callback, args, context)
         if step is unrecorded:
             handle = original(loop, callback, *args, context=context)
         elif step is not None:

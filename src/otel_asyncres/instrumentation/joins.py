@@ -1,13 +1,20 @@
 """Joins: one task waiting for others, which Tokio's join handles never showed.
 
-A task awaited by another becomes a resource (``resource asyncio.Task``, kind
-Task, state ``done`` and ``outcome``), a child of that task's own span, and each
-wait for it is an async op ``Task.__await__``: directly (``await task``), or
-through ``gather`` and ``wait``, where the waiting task parks on a future of
-asyncio's and each awaited task gets an op that ends when that task does.
+Each wait for a task is an async op ``Task.__await__`` on that task: directly
+(``await task``), or through ``gather`` and ``wait``, where the waiting task
+parks on a future of asyncio's and waits for each task still running. A task
+awaited by others is its own span already, so it is no ``resource`` span of its
+own: the op carries ``asyncio.awaited_task.id`` and links to the task's span.
 ``TaskGroup`` (3.11+) is a resource of its own (``active``, ``errors``) whose
-``__aexit__`` is the op that waits for the group. The task whose ending woke the
-waiter is the waker: gather's and the group's done-callbacks run on its behalf.
+``__aexit__`` is the op that waits for the group. The task whose ending woke
+the waiter is the waker: gather's and the group's done-callbacks run on its
+behalf.
+
+A gather over thousands of tasks is the common case (the async tree
+benchmarks), so nothing is made per gathered task while it runs: the task's
+state notes the group wait that waits for it (``joined_by``), and the op is
+made when it ends, or when the waiting task gives up on it, and is decided at
+once (shown if the task is, folded otherwise).
 """
 
 from __future__ import annotations
@@ -15,15 +22,19 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from ..records import Outcome, StateValue
+from ..model import Outcome, StateValue
 from .frames import await_chain, innermost_user_frame, location_of
 from .operations import OperationWaits, OpSpec
 from .patching import Patcher
-from .resources import Family, ResourceRegistry, ResourceState
-from .tasks import TASK_TYPES, TaskState, TaskTracker
-from .waits import OpRecords, Wait
+from .resources import Family, ResourceRegistry
+from .spawns import TASK_TYPES
+from .task_state import MUTED, TaskState
+from .tasks import TaskTracker
+from .waits import Ops, Wait
 
 SOURCE = "Task.__await__"
+#: The type a join's op is counted under when it is folded.
+JOINED_TYPE = "asyncio.Task"
 _GATHERING_FUTURE: Any = getattr(asyncio.tasks, "_GatheringFuture", None)
 _WAIT_CODE = asyncio.tasks._wait.__code__  # type: ignore[attr-defined]
 
@@ -37,27 +48,14 @@ def task_outcome(task: Any) -> str:
     return Outcome.OK if task._exception is None else Outcome.ERROR
 
 
-def _task_state(task: Any) -> dict[str, StateValue]:
-    return {"done": task.done(), "outcome": task_outcome(task)}
-
-
-TASK = Family(None, "asyncio.Task", "Task", _task_state)
-
-
 class Joins:
     """Classifies waits on tasks and ends them when the tasks end."""
 
-    def __init__(self, registry: ResourceRegistry, ops: OpRecords, tracker: TaskTracker) -> None:
+    def __init__(self, registry: ResourceRegistry, ops: Ops, tracker: TaskTracker) -> None:
         self.registry = registry
         self.ops = ops
         self.tracker = tracker
-        #: Ops waiting for a task without being parked on it (gather, wait),
-        #: by the awaited task's id; they end when that task ends. Almost
-        #: always one per task: kept bare, a list only from the second on
-        #: (a list per gathered task is one more object per live task for the
-        #: cyclic garbage collector).
-        self._indirect: dict[int, Wait | list[Wait]] = {}
-        self._direct = _DirectJoin(self)
+        self._direct = _DirectJoin(ops)
 
     def install(self, patcher: Patcher, waits: OperationWaits) -> None:
         self.tracker.add_classifier(self.classify)
@@ -78,44 +76,38 @@ class Joins:
         return None
 
     def _join(self, st: TaskState, task: Any, awaited: Any, now: int) -> Wait | None:
-        rs = self._resource(awaited)
-        if rs is None:
-            return None
-        wait = self.ops.open(st, awaited, rs.id, SOURCE, self._where(task), self._direct, now)
         awaited_state = self.tracker.state_of(awaited)
-        wait.awaited_task_id = awaited_state.id if awaited_state is not None else None
+        if awaited_state is MUTED:
+            return None
+        wait = self.ops.open(st, awaited, None, SOURCE, self._where(task), self._direct, now)
+        wait.concrete_type = JOINED_TYPE
+        wait.awaited = awaited_state
+        wait.joins = True
         return wait
 
     def _group_wait(
         self, st: TaskState, task: Any, fut: Any, awaited: Any, now: int, frames: list[Any] | None = None
     ) -> Wait:
-        """A wait for several tasks at once: one op per task still running."""
-        where = self._where(task, frames)
-        handler = _GroupWait(self)
+        """A wait for several tasks at once: each task still running notes it."""
+        children: list[TaskState] = []
+        wait = Wait(fut, _GroupWait(self, children), start=now, task=st)
+        wait.location = self._where(task, frames)
+        wait.joins = True
         for child in awaited:
             if not isinstance(child, TASK_TYPES) or child.done():  # type: ignore[attr-defined]
                 continue
             child_state = self.tracker.state_of(child)
-            rs = self._resource(child)
-            if child_state is None or rs is None:
+            if child_state is None or child_state is MUTED:
                 continue
-            op = self.ops.open(st, fut, rs.id, SOURCE, where, handler, now)
-            self.ops.parked(op, now)
-            op.awaited_task_id = child_state.id
-            handler.ops.append(op)
-            self._wait_for(child_state.id, op)
-        return Wait(fut, handler=handler)
-
-    def _resource(self, awaited: Any) -> ResourceState | None:
-        """The awaited task as a resource, a child of its own task span."""
-        awaited_state = self.tracker.state_of(awaited)
-        if awaited_state is None:
-            return self.registry.ensure(awaited, TASK, adopted=False)
-        if awaited_state.muted:
-            return None
-        return self.registry.ensure(
-            awaited, TASK, awaited_state.location, adopted=False, task_id=awaited_state.id
-        )
+            joined = child_state.joined_by
+            if joined is None:
+                child_state.joined_by = wait
+            elif isinstance(joined, list):
+                joined.append(wait)
+            else:
+                child_state.joined_by = [joined, wait]
+            children.append(child_state)
+        return wait
 
     @staticmethod
     def _where(task: Any, frames: list[Any] | None = None) -> Any:
@@ -124,88 +116,89 @@ class Joins:
 
     # -- endings -----------------------------------------------------------------
 
-    def task_closed(self, st: TaskState, task: Any, now: int, outcome: str) -> None:
-        """A task ended: its resource says so and ends; so do the ops that
-        waited for it from a distance."""
-        if self.registry.get(task) is not None:
-            self.registry.observe(task)
-            self.registry.close(task)
-        waiting = self._indirect.pop(st.id, ())
-        for op in waiting if isinstance(waiting, (list, tuple)) else (waiting,):
-            if not op.completed:
-                self.ops.completed(op, now, outcome, waker_id=st.id)
+    def task_closed(self, st: TaskState, task: Any, now: int) -> None:
+        """A task ended: so do the joins that waited for it from a distance."""
+        joined, st.joined_by = st.joined_by, None
+        if joined is None:
+            return
+        for group in joined if isinstance(joined, list) else (joined,):
+            if not group.completed:
+                self.join_ended(group, st, now, st.outcome)
 
-    def _wait_for(self, task_id: int, op: Wait) -> None:
-        waiting = self._indirect.get(task_id)
-        if waiting is None:
-            self._indirect[task_id] = op
-        elif isinstance(waiting, list):
-            waiting.append(op)
-        else:
-            self._indirect[task_id] = [waiting, op]
+    def join_ended(self, group: Wait, child: TaskState, now: int, outcome: str) -> None:
+        """The join of ``group``'s task on ``child`` is over: made an op now,
+        and decided at once."""
+        op = self.ops.open(group.task, None, None, SOURCE, group.location, self._direct, group.start)
+        op.concrete_type = JOINED_TYPE
+        op.awaited = child
+        op.joins = True
+        waker = child if outcome != Outcome.ABANDONED else None
+        self.ops.completed(op, now, outcome, waker=waker)
 
-    def forget(self, op: Wait) -> None:
-        key = op.awaited_task_id or 0
-        waiting = self._indirect.get(key)
-        if waiting is op:
-            del self._indirect[key]
-        elif isinstance(waiting, list) and op in waiting:
-            waiting.remove(op)
+    @staticmethod
+    def forget(group: Wait, child: TaskState) -> None:
+        joined = child.joined_by
+        if joined is group:
+            child.joined_by = None
+        elif isinstance(joined, list) and group in joined:
+            joined.remove(group)
 
 
 class _DirectJoin:
     """``await task``: over as soon as the waiting task runs again."""
 
-    __slots__ = ("joins",)
+    __slots__ = ("ops",)
 
-    def __init__(self, joins: Joins) -> None:
-        self.joins = joins
+    def __init__(self, ops: Ops) -> None:
+        self.ops = ops
 
     def woken(self, wait: Wait, future: Any, st: TaskState, waker: TaskState | None, now: int) -> None:
         pass
 
     def resumed(self, wait: Wait, future: Any, st: TaskState, now: int) -> bool:
-        self.joins.ops.poll_started(wait, st, now)
-        self.joins.ops.completed(wait, now, task_outcome(future) if future is not None else Outcome.LOST)
+        self.ops.poll_started(wait, st, now)
+        self.ops.completed(wait, now, task_outcome(future) if future is not None else Outcome.LOST)
         return True
 
     def finished(self, wait: Wait, st: TaskState, now: int) -> None:
         pass
 
     def abandoned(self, wait: Wait, st: TaskState, now: int) -> None:
-        self.joins.ops.abandoned(wait, now)
+        self.ops.abandoned(wait, now)
 
 
 class _GroupWait:
-    """A park on gather's or wait's future: its ops end with their tasks;
+    """A park on gather's or wait's future: its joins end with their tasks;
     whatever is still waiting when the task resumes was given up on (the first
     completed, a timeout, a cancellation)."""
 
-    __slots__ = ("joins", "ops")
+    __slots__ = ("children", "joins")
 
-    def __init__(self, joins: Joins) -> None:
+    def __init__(self, joins: Joins, children: list[TaskState]) -> None:
         self.joins = joins
-        self.ops: list[Wait] = []
+        self.children = children
 
     def woken(self, wait: Wait, future: Any, st: TaskState, waker: TaskState | None, now: int) -> None:
         pass
 
     def resumed(self, wait: Wait, future: Any, st: TaskState, now: int) -> bool:
-        self._end(now, Outcome.ABANDONED)
+        self._end(wait, now, Outcome.ABANDONED)
         return True
 
     def finished(self, wait: Wait, st: TaskState, now: int) -> None:
         pass
 
     def abandoned(self, wait: Wait, st: TaskState, now: int) -> None:
-        self._end(now, Outcome.LOST)
+        self._end(wait, now, Outcome.LOST)
 
-    def _end(self, now: int, outcome: str) -> None:
-        ops, self.ops = self.ops, []  # each op points back here: the cycle goes with the wait
-        for op in ops:
-            if not op.completed:
-                self.joins.forget(op)
-                self.joins.ops.completed(op, now, outcome)
+    def _end(self, wait: Wait, now: int, outcome: str) -> None:
+        wait.completed = True
+        children, self.children = self.children, []  # each child points back here: let go
+        for child in children:
+            if child.ended:
+                continue
+            self.joins.forget(wait, child)
+            self.joins.join_ended(wait, child, now, outcome)
 
 
 # -- TaskGroup (3.11+) -------------------------------------------------------------------
@@ -245,17 +238,17 @@ def _install_task_group(registry: ResourceRegistry, waits: OperationWaits, patch
     registry.add_family(TASK_GROUP)
     registry.hook_class(_TASK_GROUP, patcher)
     original = _TASK_GROUP._on_task_done
-    observe = registry.observe
+    observe, known = registry.observe, registry.get
 
     def _on_task_done(self: Any, task: Any) -> None:
         try:
             original(self, task)
         finally:
-            if registry.active:
+            if registry.active and known(self) is not None:
                 try:
                     observe(self)
                 except Exception as exc:
-                    registry.recorder.count_error("TaskGroup state", exc)
+                    registry.count_error("TaskGroup state", exc)
 
     patcher.replace(_TASK_GROUP, "_on_task_done", _on_task_done)
     spec = OpSpec("TaskGroup.__aexit__", TASK_GROUP, _task_group_done, outcome=_task_group_outcome)

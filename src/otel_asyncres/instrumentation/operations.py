@@ -16,11 +16,12 @@ from collections.abc import Callable
 from types import CodeType, FrameType
 from typing import Any
 
-from ..records import Outcome
+from ..model import Outcome
 from .frames import is_internal_file, location_of
 from .resources import Family, ResourceRegistry, ResourceState, owns
-from .tasks import TaskState, TaskTracker
-from .waits import OpRecords, Wait, future_outcome
+from .task_state import TaskState
+from .tasks import TaskTracker
+from .waits import Ops, Wait, future_outcome
 
 #: Ready on resume: the op completes as soon as its task runs again.
 ALWAYS = None
@@ -72,7 +73,7 @@ def _self_of(frame: FrameType, coro: Any) -> Any:
 class OperationWaits:
     """The classifier and handler of waits inside known async operations."""
 
-    def __init__(self, registry: ResourceRegistry, ops: OpRecords, tracker: TaskTracker) -> None:
+    def __init__(self, registry: ResourceRegistry, ops: Ops, tracker: TaskTracker) -> None:
         self.registry = registry
         self.ops = ops
         self.tracker = tracker
@@ -106,7 +107,7 @@ class OperationWaits:
         if resumed is not None and resumed.key == key and not resumed.completed:
             wait = self.ops.continued(resumed, future)
         else:
-            wait = self.ops.open(st, future, rs.id, spec.source, location, self._handler(spec), now, key)
+            wait = self.ops.open(st, future, rs, spec.source, location, self._handler(spec), now, key)
         refs = [_weak(obj)]
         for inner in involved:
             if inner is obj:

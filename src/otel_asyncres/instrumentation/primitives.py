@@ -13,11 +13,11 @@ import asyncio
 from types import FrameType
 from typing import Any
 
-from ..records import Outcome, StateValue
+from ..model import Outcome, StateValue
 from .operations import ALWAYS, OperationWaits, OpSpec
 from .patching import Patcher
 from .resources import Family, ResourceRegistry, ResourceState
-from .tasks import TaskState
+from .task_state import MUTED_CONTEXT, TaskState
 
 
 def _never(obj: Any, future: Any) -> bool:
@@ -46,7 +46,7 @@ def _lock_owner(
     for holder in list(rs.holders) if rs.holders else ():  # most writes: nobody to let go
         registry.let_go(rs, holder)
     if lock._locked and st is not None:
-        registry.hold(rs, st.id)
+        registry.hold(rs, st)
 
 
 LOCK = Family(
@@ -84,11 +84,11 @@ def _permit_holders(
             rs.handoffs += -delta
         elif st is not None:
             for _ in range(-delta):
-                registry.hold(rs, st.id)
+                registry.hold(rs, st)
     elif delta > 0:
         for _ in range(delta):
-            if st is not None and st.id in rs.holders:
-                registry.let_go(rs, st.id)
+            if st is not None and st in rs.holders:
+                registry.let_go(rs, st)
             elif rs.holders:
                 registry.let_go(rs, rs.holders[0])
 
@@ -96,7 +96,7 @@ def _permit_holders(
 def _permit_handed_over(registry: ResourceRegistry, rs: ResourceState, st: TaskState) -> None:
     if rs.handoffs > 0:
         rs.handoffs -= 1
-        registry.hold(rs, st.id)
+        registry.hold(rs, st)
 
 
 def _semaphore(cls: type, name: str) -> Family:
@@ -231,12 +231,13 @@ def _hook_observing(cls: type, name: str, registry: ResourceRegistry, patcher: P
         try:
             return original(self, *args, **kwargs)
         finally:
-            rs = registry.get(self)
-            if registry.active and not (rs is not None and rs.muted):
-                try:
-                    registry.observe(self, rs)
-                except Exception as exc:
-                    registry.recorder.count_error(f"Queue.{name}", exc)
+            if registry.active:
+                rs = registry.get(self)
+                if rs is not None or not MUTED_CONTEXT.get():
+                    try:
+                        registry.observe(self, rs)
+                    except Exception as exc:
+                        registry.count_error(f"Queue.{name}", exc)
 
     patcher.replace(cls, name, observing)
 

@@ -2,9 +2,10 @@
 
 A ``Family`` describes one kind of resource: its Tokio-style type and kind, how
 to read its real state, and which attribute writes change that state. The
-registry turns observations into records. It never keeps its own copy of a
-state machine: each observation *reads* the object's real state and records
-what changed since the last one, so the replayed ``state_update`` events equal
+registry keeps one ``ResourceState`` per live resource, updated in place. It
+never keeps its own copy of a state machine: each observation *reads* the
+object's real state and notes what changed since the last one (a
+``state_update`` event for its span), so the replayed events equal
 the object's state at every observation, on every code path, whatever the
 Python version's implementation does in between.
 
@@ -22,23 +23,17 @@ import weakref
 from collections.abc import Callable, Iterable
 from time import time_ns
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..recorder import Recorder
-from ..records import (
-    Location,
-    ResourceClosed,
-    ResourceCreated,
-    ResourceHeld,
-    ResourceReleased,
-    ResourceStateUpdated,
-    StateOp,
-    StateValue,
-    next_resource_id,
-)
+from ..model import Entity, Event, Fate, Folded, Location, StateOp, StateValue, next_resource_id
 from .frames import is_internal_file, is_runtime_file, location_of
 from .patching import Patcher
-from .tasks import TaskState, TaskTracker
+from .task_state import MUTED, MUTED_CONTEXT, TaskState
+
+if TYPE_CHECKING:
+    from ..bridge.metrics import RuntimeMetrics
+    from ..showing import Policy
+    from .tasks import TaskTracker
 
 
 class Family:
@@ -58,6 +53,7 @@ class Family:
         on_wake: Callable[[ResourceRegistry, ResourceState, TaskState], None] | None = None,
         factories: Iterable[Any] = (),
         held_through: Callable[[Any], Any] | None = None,
+        folds_into_op: bool = False,
     ) -> None:
         self.cls = cls
         self.concrete_type = concrete_type
@@ -77,44 +73,123 @@ class Family:
         self.factories = frozenset(f.__code__ for f in factories if f is not None)
         #: The object whose holders hold this one (a Condition's Lock).
         self.held_through = held_through
+        #: Used by exactly one op (a sleep's timer): the op's span says it all.
+        self.folds_into_op = folds_into_op
 
 
-class ResourceState:
+class ResourceState(Entity):
     """What the instrumentation knows about one live resource."""
 
-    __slots__ = ("family", "handoffs", "holders", "id", "internal", "last", "muted", "pending", "previous")
+    __slots__ = (
+        "adopted",
+        "family",
+        "handoffs",
+        "held_through",
+        "holders",
+        "initial",
+        "internal",
+        "last",
+        "location",
+        "ops",
+        "parent",
+        "pending",
+        "previous",
+        "task",
+        "wait_longest",
+        "wait_total",
+    )
 
-    def __init__(self, rid: int, family: Family, internal: bool) -> None:
-        self.id = rid
+    KIND = "resource"
+
+    def __init__(self, rid: int, start: int, family: Family, internal: bool) -> None:
+        super().__init__(rid, start)
         self.family = family
-        #: The state at the latest observation, and at the one before.
+        self.internal = internal
+        self.adopted = False
+        #: The task that made it (or first used it), and the resource that
+        #: owns it (a Condition's Lock), if any.
+        self.task: TaskState | None = None
+        self.parent: ResourceState | None = None
+        self.location: Location | None = None
+        #: The resource whose holders hold this one too (a Condition's Lock).
+        self.held_through: ResourceState | None = None
+        #: The state when it was made (its span opens with it), at the
+        #: latest observation, and at the one before.
+        self.initial: tuple[tuple[str, StateValue], ...] = ()
         self.last: dict[str, StateValue] = {}
         self.previous: dict[str, StateValue] = {}
-        self.internal = internal
         #: Tasks holding the resource (a Lock's owner, a Semaphore's permits):
         #: asyncio does not track them; diagnostics need them. A list from the
-        #: first holder on (most resources, a joined task, never have one).
-        self.holders: list[int] | tuple[()] = ()
+        #: first holder on (most resources never have one).
+        self.holders: list[TaskState] | tuple[()] = ()
         #: Permits given up on behalf of waiters not yet woken.
         self.handoffs = 0
-        #: The creation record, held back while the object is half-built.
-        self.pending: ResourceCreated | None = None
-        #: Made by a task that is not recorded: not recorded either.
-        self.muted = False
+        #: Seen mid-construction: announced once the object is whole.
+        self.pending = False
+        #: Ops that waited on it, and how long they waited in all, at most.
+        self.ops = 0
+        self.wait_total = 0
+        self.wait_longest = 0
+
+    # -- as an entity ---------------------------------------------------------------------
+
+    #: asyncio's own helpers are spans too (the ``internal`` option): set by
+    #: the registry for the session's life.
+    show_internal = False
+
+    @property
+    def folds_into_op(self) -> bool:
+        """Used by one op only (a sleep's timer): never a span of its own."""
+        return self.family.folds_into_op
+
+    def owner(self) -> Entity | None:
+        if self.parent is not None:
+            return self.parent
+        task = self.task
+        while task is not None and (task.fate == Fate.FOLDED or task.internal):
+            task = task.parent  # folded: what it was folded into stands for it
+        return task
+
+    def label(self) -> str:
+        return self.family.concrete_type
+
+    def pinnable(self) -> bool:
+        return not self.family.folds_into_op and (not self.internal or self.show_internal)
+
+    def fold_target(self) -> Folded | None:
+        owner = self.owner()
+        if owner is None or owner.ended or owner.KIND != "task":
+            return None
+        return owner.folded_here()  # type: ignore[attr-defined, no-any-return]
+
+    def fold_into(self, folded: Folded) -> None:
+        folded.add_resource(self.family.concrete_type)
+
+    def op_ended(self, duration: int) -> None:
+        self.wait_total += duration
+        if duration > self.wait_longest:
+            self.wait_longest = duration
 
 
 class ResourceRegistry:
     """Live resources by object; creation, adoption, observation, end."""
 
-    def __init__(self, recorder: Recorder, tracker: TaskTracker) -> None:
-        self.recorder = recorder
-        self._emit = recorder.emit
+    def __init__(self, tracker: TaskTracker, policy: Policy) -> None:
         self.tracker = tracker
+        self.policy = policy
         self._states: dict[int, ResourceState] = {}
         self._refs: dict[int, weakref.ref[Any]] = {}
+        #: Resources that are no primitive (one-shot futures, custom
+        #: resources), by id: ended by their own code, or at exit.
+        self._others: dict[int, ResourceState] = {}
         self._families: dict[type, Family] = {}
         self._by_type: dict[type, Family | None] = {}
         self.active = False
+        #: Runtime metrics, when some consumer wants them.
+        self.metrics: RuntimeMetrics | None = None
+
+    def count_error(self, where: str, exc: BaseException) -> None:
+        self.tracker.count_error(where, exc)
 
     # -- families and hooks ---------------------------------------------------
 
@@ -144,6 +219,21 @@ class ResourceRegistry:
     def get(self, obj: Any) -> ResourceState | None:
         return self._states.get(id(obj))
 
+    def live(self) -> list[ResourceState]:
+        """The live resources, oldest first (a copy)."""
+        found = list(self._states.values())
+        if self._others:
+            found += self._others.values()
+            found.sort(key=lambda rs: rs.id)
+        return found
+
+    def add_other(self, rs: ResourceState) -> None:
+        """Follow a resource that is no primitive (a one-shot, a custom one)
+        until it ends."""
+        self._others[rs.id] = rs
+        if self.metrics is not None:
+            self.metrics.resource_created(rs.family.concrete_type)
+
     def ensure(
         self,
         obj: Any,
@@ -151,17 +241,18 @@ class ResourceRegistry:
         location: Location | None = None,
         adopted: bool = True,
         parent: ResourceState | None = None,
-        task_id: int | None = None,
+        task: TaskState | None = None,
     ) -> ResourceState | None:
         """The object's resource, registered now if it is new to us
-        (``task_id``: the task it belongs to, by default the current one)."""
+        (``task``: the task it belongs to, by default the current one); None
+        for an object of no known family, or made by a task not recorded."""
         rs = self._states.get(id(obj))
         if rs is not None:
             return rs
         family = family or self.family_of(obj)
         if family is None:
             return None
-        return self._register(obj, family, location, adopted, parent, parent is not None, task_id)
+        return self._register(obj, family, location, adopted, parent, parent is not None, task)
 
     def _register(
         self,
@@ -171,53 +262,41 @@ class ResourceRegistry:
         adopted: bool,
         parent: ResourceState | None,
         internal: bool = False,
-        task_id: int | None = None,
-    ) -> ResourceState:
-        rs = ResourceState(next_resource_id(), family, internal=internal)
+        task: TaskState | None = None,
+    ) -> ResourceState | None:
+        if task is None:
+            task = self.tracker.current()
+            if task is MUTED:
+                return None
+        now = time_ns()
+        rs = ResourceState(next_resource_id(), now, family, internal)
+        rs.task = task
+        rs.parent = parent
+        rs.location = location
+        rs.adopted = adopted
         key = id(obj)
         self._states[key] = rs
         ref = self._refs[rs.id] = _ResourceRef(obj, _resource_gone)
         ref.registry, ref.rs, ref.key = self, rs, key
-        if task_id is None:
-            current = self.tracker.current()
-            if current is not None and current.muted:
-                rs.muted = True
-                return rs
-            task_id = current.id if current is not None else None
         state = _safe_read(family, obj)
-        record = ResourceCreated(
-            time_ns(),
-            rs.id,
-            family.concrete_type,
-            family.kind,
-            task_id,
-            location,
-            {},
-            parent_resource_id=parent.id if parent is not None else None,
-            is_internal=internal,
-            adopted=adopted,
-            units=family.units,
-        )
-        if state is None:  # seen mid-construction: created once it is whole
-            rs.pending = record
+        if state is None:  # seen mid-construction: announced once it is whole
+            rs.pending = True
         else:
-            self._announce(rs, record, state, obj)
+            self._announce(rs, state, obj)
         return rs
 
-    def _announce(
-        self, rs: ResourceState, record: ResourceCreated, state: dict[str, StateValue], obj: Any
-    ) -> None:
-        record.state = dict(state)
+    def _announce(self, rs: ResourceState, state: dict[str, StateValue], obj: Any) -> None:
+        if self.metrics is not None:
+            self.metrics.resource_created(rs.family.concrete_type)
+        rs.initial = tuple(state.items())
         rs.last = state
-        rs.pending = None
+        rs.pending = False
         through = rs.family.held_through
         if through is not None:  # a Condition's own Lock is its internal child, as in its ops
             inner = through(obj)
-            other = self.ensure(inner, parent=rs if owns(obj, inner) else None)
-            record.held_through = other.id if other is not None else None
-        self._emit(record)
+            rs.held_through = self.ensure(inner, parent=rs if owns(obj, inner) else None, task=rs.task)
 
-    def created(self, obj: Any, family: Family, frame: FrameType | None) -> ResourceState:
+    def created(self, obj: Any, family: Family, frame: FrameType | None) -> ResourceState | None:
         """Register an object seen during its own construction: find where in
         user code it was made, and whether another primitive made it for itself
         (a Condition's lock, a Queue's event), which makes it internal."""
@@ -225,7 +304,7 @@ class ResourceRegistry:
         parent = self._owner(owner, owner_frame) if owner is not None else None
         return self._register(obj, family, location, adopted=False, parent=parent, internal=internal)
 
-    def adopt(self, obj: Any, family: Family, frame: FrameType) -> ResourceState:
+    def adopt(self, obj: Any, family: Family, frame: FrameType) -> ResourceState | None:
         """Register an object made before ``instrument()``, seen now as asyncio
         writes one of its attributes: where user code is using it, and whether
         a primitive that owns it is the one using it (a Condition's Lock)."""
@@ -250,35 +329,55 @@ class ResourceRegistry:
     def close(self, obj: Any) -> None:
         """End a resource before its object dies (a sleep that is over)."""
         rs = self._states.pop(id(obj), None)
-        if rs is not None and self._refs.pop(rs.id, None) is not None and rs.pending is None and not rs.muted:
-            self._emit(ResourceClosed(time_ns(), rs.id))
+        if rs is not None and self._refs.pop(rs.id, None) is not None:
+            self.end(rs, time_ns())
 
     def _gone(self, rs: ResourceState, key: int) -> None:
+        """The object was collected: perhaps on another thread (a garbage
+        collection ran there), so the end is decided on the loop."""
         if self._states.get(key) is rs:
             del self._states[key]
-        if self._refs.pop(rs.id, None) is not None and rs.pending is None and not rs.muted:
-            self._emit(ResourceClosed(time_ns(), rs.id))
+        if self._refs.pop(rs.id, None) is not None:
+            now = time_ns()
+            self.tracker.ended_elsewhere.append(lambda: self.end(rs, now))
+
+    def end(self, rs: ResourceState, now: int) -> None:
+        """The resource is over: its span, or its fold (on the loop); once
+        (ended at exit, its object's collection does not end it again)."""
+        if rs.ended:
+            return
+        rs.ended = now
+        self._others.pop(rs.id, None)
+        if rs.pending or rs.family.folds_into_op:
+            rs.fate = Fate.FOLDED
+            rs.events = None
+            return
+        if rs.internal and not rs.show_internal and rs.fate != Fate.SHOWN:
+            rs.fate = Fate.FOLDED  # its owner's span shows what matters
+            rs.events = None
+            return
+        self.policy.ended(rs, rs.fate == Fate.SHOWN, self.policy.min_task_ns)
 
     # -- observation ---------------------------------------------------------------
 
     def observe(self, obj: Any, rs: ResourceState | None = None) -> ResourceState | None:
-        """Record whatever changed in the object's real state."""
+        """Note whatever changed in the object's real state."""
         rs = rs or self.ensure(obj)
-        if rs is None or rs.muted:
+        if rs is None:
             return rs
         family = rs.family
         state = _safe_read(family, obj)
         if state is None:
             return rs
-        if rs.pending is not None:
-            self._announce(rs, rs.pending, state, obj)
+        if rs.pending:
+            self._announce(rs, state, obj)
             return rs
         last = rs.last
         if state == last:
             return rs
         now = time_ns()
-        rid = rs.id
         rs.previous = last
+        event = self.policy.event
         for name, value in state.items():
             old = last.get(name)
             if old == value:
@@ -287,40 +386,36 @@ class ResourceRegistry:
             if name in family.deltas and isinstance(old, int) and isinstance(value, int):
                 delta = value - old
                 op = StateOp.ADD if delta > 0 else StateOp.SUB
-                self._emit(ResourceStateUpdated(now, rid, name, abs(delta), op, unit))
+                event(rs, (Event.STATE, now, name, abs(delta), op, unit))
             else:
-                self._emit(ResourceStateUpdated(now, rid, name, value, StateOp.OVERRIDE, unit))
+                event(rs, (Event.STATE, now, name, value, StateOp.OVERRIDE, unit))
         rs.last = state
         return rs
 
     def touched(self, rs: ResourceState, obj: Any, name: str, frame: FrameType) -> None:
         """A watched attribute was written by the current task (or callback)."""
-        if rs.muted:
-            return
         st = self.tracker.current()
+        if st is MUTED:
+            st = None
         if rs.family.on_write is not None:
             rs.family.on_write(self, rs, obj, name, frame, st)
         resumed = st.resumed if st is not None else None
         if resumed is not None and any(ref() is obj for ref in resumed.objects):
             resumed.touched_at = time_ns()
 
-    def hold(self, rs: ResourceState, task_id: int) -> None:
-        """``task_id`` took the resource (a Lock, one of a Semaphore's permits)."""
+    def hold(self, rs: ResourceState, st: TaskState) -> None:
+        """``st`` took the resource (a Lock, one of a Semaphore's permits)."""
         if not isinstance(rs.holders, list):
             rs.holders = []
-        rs.holders.append(task_id)
-        if not rs.muted and rs.pending is None:
-            self._emit(ResourceHeld(time_ns(), rs.id, task_id))
+        rs.holders.append(st)
 
-    def let_go(self, rs: ResourceState, task_id: int) -> None:
-        """``task_id`` gave the resource (or one permit) back."""
-        if isinstance(rs.holders, list):
-            rs.holders.remove(task_id)
-        if not rs.muted and rs.pending is None:
-            self._emit(ResourceReleased(time_ns(), rs.id, task_id))
+    def let_go(self, rs: ResourceState, st: TaskState) -> None:
+        """``st`` gave the resource (or one permit) back."""
+        if isinstance(rs.holders, list) and st in rs.holders:
+            rs.holders.remove(st)
 
-    def live(self) -> int:
-        return len(self._states)
+    def live_count(self) -> int:
+        return len(self._states) + len(self._others)
 
 
 class _ResourceRef(weakref.ref):  # type: ignore[type-arg]
@@ -338,7 +433,7 @@ def _resource_gone(ref: _ResourceRef) -> None:
     try:
         ref.registry._gone(ref.rs, ref.key)
     except Exception as exc:
-        ref.registry.recorder.count_error("resource gone", exc)
+        ref.registry.count_error("resource gone", exc)
 
 
 def _safe_read(family: Family, obj: Any) -> dict[str, StateValue] | None:
@@ -409,7 +504,7 @@ def hook_setattr(cls: type, registry: ResourceRegistry, patcher: Patcher, watche
         if name not in watched or not registry.active:
             return
         rs = known(self)
-        if rs is not None and rs.muted:  # a sampled-out program's: nothing to look at
+        if rs is None and MUTED_CONTEXT.get():  # a sampled-out program's: nothing to look at
             return
         family = family_lookup(self)
         if family is None or name not in family.watched:
@@ -421,10 +516,12 @@ def hook_setattr(cls: type, registry: ResourceRegistry, patcher: Patcher, watche
                     rs = registry.created(self, family, caller)
                 else:
                     rs = registry.adopt(self, family, caller)
+                if rs is None:
+                    return
             registry.observe(self, rs)
             registry.touched(rs, self, name, sys._getframe(1))
         except Exception as exc:
-            registry.recorder.count_error(f"{family.concrete_type} state", exc)
+            registry.count_error(f"{family.concrete_type} state", exc)
 
     patcher.replace(cls, "__setattr__", __setattr__)
 
@@ -442,4 +539,4 @@ def _constructing(obj: Any) -> bool:
     return False
 
 
-__all__ = ["Family", "ResourceRegistry", "ResourceState", "TaskState", "hook_setattr"]
+__all__ = ["Family", "ResourceRegistry", "ResourceState", "hook_setattr"]

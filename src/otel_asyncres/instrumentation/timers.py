@@ -24,13 +24,13 @@ import weakref
 from types import FrameType
 from typing import Any
 
-from ..records import Outcome, StateValue
+from ..model import Outcome, StateValue
 from .frames import user_location
 from .operations import ALWAYS, OperationWaits, OpSpec
 from .patching import Patcher
 from .resources import Family, ResourceRegistry, ResourceState
-from .tasks import TaskState
-from .waits import OpRecords, ScopeHandler, Wait
+from .task_state import TaskState
+from .waits import Ops, ScopeHandler, Wait
 
 # -- sleep ------------------------------------------------------------------------------------
 
@@ -39,7 +39,7 @@ def _sleep_state(coro: Any) -> dict[str, StateValue]:
     return {"duration": float(coro.cr_frame.f_locals["delay"]) * 1000.0}
 
 
-SLEEP = Family(None, "asyncio.sleep", "Timer", _sleep_state, units={"duration": "ms"})
+SLEEP = Family(None, "asyncio.sleep", "Timer", _sleep_state, units={"duration": "ms"}, folds_into_op=True)
 
 
 def _op_coroutine(frame: FrameType, coro: Any) -> Any:
@@ -79,7 +79,7 @@ def _timeout_state(timeout: Any) -> dict[str, StateValue]:
 class TimeoutScopes:
     """Opens the ``timeout`` op when a Timeout is entered, ends it on exit."""
 
-    def __init__(self, ops: OpRecords) -> None:
+    def __init__(self, ops: Ops) -> None:
         self.ops = ops
         self._open: weakref.WeakKeyDictionary[Any, Wait] = weakref.WeakKeyDictionary()
 
@@ -101,7 +101,7 @@ class TimeoutScopes:
             return
         state = timeout._state.name
         if state == "ENTERED" and st is not None:
-            opened = self.ops.open(st, None, rs.id, "timeout", user_location(), ScopeHandler())
+            opened = self.ops.open(st, None, rs, "timeout", user_location(), ScopeHandler(), time.time_ns())
             self._open[timeout] = opened
             st.scopes = (*st.scopes, opened)
         elif state in ("EXITED", "EXPIRED") and timeout in self._open:
@@ -109,7 +109,7 @@ class TimeoutScopes:
             if st is not None:
                 st.scopes = tuple(w for w in st.scopes if w is not scope)
             outcome = Outcome.TIMED_OUT if state == "EXPIRED" else Outcome.OK
-            self.ops.completed(scope, time.time_ns(), outcome, waker_id=scope.waker_id)
+            self.ops.completed(scope, time.time_ns(), outcome, waker=scope.waker)
 
 
 # -- wait_for on 3.10 and 3.11 ----------------------------------------------------------------------
@@ -146,7 +146,7 @@ def _wait_for_outcome(coro: Any) -> str | None:
 # -- installation --------------------------------------------------------------------------------------
 
 
-def install(registry: ResourceRegistry, waits: OperationWaits, ops: OpRecords, patcher: Patcher) -> None:
+def install(registry: ResourceRegistry, waits: OperationWaits, ops: Ops, patcher: Patcher) -> None:
     waits.add(
         asyncio.tasks.sleep,
         OpSpec("sleep", SLEEP, ALWAYS, resource=_op_coroutine, closes_resource=True),

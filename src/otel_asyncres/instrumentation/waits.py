@@ -14,28 +14,23 @@ its completion, across as many polls as it takes:
 - otherwise the poll runs on: either the task parks again in the same op, or
   the op finished during the poll, and it ends at the last moment the task
   touched the op's resources (or its resumption).
+
+A ``Wait`` that belongs to an op is the op itself, an ``Entity`` with its
+statistics; when it ends the policy shows it or folds it into its task
+(counted by resource type and source, with the total and longest wait).
 """
 
 from __future__ import annotations
 
-from time import time_ns
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..recorder import Recorder
-from ..records import (
-    AsyncOpClosed,
-    AsyncOpCreated,
-    AsyncOpPollStarted,
-    AsyncOpStateUpdated,
-    Location,
-    Outcome,
-    PollOp,
-    StateValue,
-    next_op_id,
-)
+from ..model import Entity, Event, Fate, Folded, Location, Outcome, StateOp, StateValue, next_op_id
 
 if TYPE_CHECKING:
-    from .tasks import TaskState
+    from ..bridge.metrics import RuntimeMetrics
+    from ..showing import Policy
+    from .resources import ResourceState
+    from .task_state import TaskState
 
 
 class WaitHandler(Protocol):
@@ -55,8 +50,9 @@ class WaitHandler(Protocol):
         """The wait will never complete (never started, or its task is gone)."""
 
 
-class Wait:
-    """One registration of a task on something it waits for.
+class Wait(Entity):
+    """One registration of a task on something it waits for, and the async
+    op it belongs to, if any (``id`` is 0 for a wait that is no op).
 
     It names the future by ``id()`` only: holding it would keep a pending,
     unreachable task alive (task -> future -> callback -> task), hiding
@@ -65,41 +61,61 @@ class Wait:
     reason resources are held by weak reference, in ``objects``."""
 
     __slots__ = (
-        "awaited_task_id",
+        "awaited",
         "completed",
+        "concrete_type",
         "future_id",
         "handler",
         "held",
+        "joins",
         "key",
+        "lints",
         "location",
         "objects",
-        "op_id",
-        "op_name",
         "outcome",
-        "resource_id",
+        "parent",
+        "poll_log",
+        "polls",
+        "resource",
         "resumed_at",
+        "source",
+        "state",
+        "task",
         "touched_at",
-        "waker_id",
+        "waker",
+        "wakers",
     )
+
+    KIND = "op"
 
     def __init__(
         self,
         future: Any,
-        resource_id: int | None = None,
-        op_id: int | None = None,
-        op_name: str = "",
-        awaited_task_id: int | None = None,
         handler: WaitHandler | None = None,
-        key: int = 0,
+        op_id: int = 0,
+        start: int = 0,
+        task: TaskState | None = None,
+        resource: ResourceState | None = None,
+        source: str = "",
     ) -> None:
+        super().__init__(op_id, start)
         self.future_id = id(future)
-        self.resource_id = resource_id
-        self.op_id = op_id
-        self.op_name = op_name
-        self.awaited_task_id = awaited_task_id
         self.handler = handler
+        self.task = task
+        self.resource = resource
+        self.source = source
+        #: The type of what it waits on, even when that is no span of its
+        #: own (a joined task): folded waits are counted by it.
+        self.concrete_type = resource.family.concrete_type if resource is not None else ""
+        #: The span's parent: the task (default) or the resource.
+        self.parent: Entity | None = task
+        #: For a wait on another task (a join): that task.
+        self.awaited: TaskState | None = None
+        #: A wait on other tasks only (a join, gather, wait): waiting for
+        #: children does not make a task worth a span.
+        self.joins = False
         #: Identifies the op across parks: the id of the op's coroutine frame.
-        self.key = key
+        self.key = 0
         #: The ``await`` in user code, when known (where a poll resumes).
         self.location: Location | None = None
         #: Weak references to the resources the op involves, for observation.
@@ -109,45 +125,97 @@ class Wait:
         self.held: tuple[Any, ...] = ()
         self.resumed_at = 0
         self.touched_at = 0
-        #: How the op ended or will end, once known; whether it was recorded.
+        #: How the op ended or will end, once known; whether it has.
         self.outcome: str | None = None
+        #: A diagnostic was reported about it (a long wait).
+        self.lints = False
         self.completed = False
+        #: Its creation is the start of its first poll.
+        self.polls = 1
+        #: (start, end, is_ready) of each poll, kept only when every poll is
+        #: a span (detail=all, op_poll_spans).
+        self.poll_log: list[tuple[int, int, bool]] | None = None
+        #: The op's own state (``async_op::state_update``), when it has one.
+        self.state: dict[str, StateValue] | None = None
         #: For a scope op: the task that caused the last wake inside it.
-        self.waker_id: int | None = None
+        self.waker: TaskState | None = None
+        #: Tasks whose action woke it, oldest first (links).
+        self.wakers: list[TaskState] | None = None
+
+    # -- as an entity ---------------------------------------------------------------------
+
+    def owner(self) -> Entity | None:
+        parent = self.parent
+        if parent is None or parent.KIND != "task":
+            return parent
+        return parent if not parent.internal else parent.owner()  # type: ignore[attr-defined]
+
+    def label(self) -> str:
+        return self.source
+
+    def pinnable(self) -> bool:
+        return False
+
+    def linked(self) -> tuple[Entity, ...]:
+        """The resource (or, by resource, the task) and the awaited task."""
+        linked: list[Entity] = []
+        other = self.task if self.parent is self.resource else self.resource
+        if other is not None and other.pinnable():
+            linked.append(other)
+        if self.awaited is not None:
+            linked.append(self.awaited)
+        return tuple(linked)
+
+    def fold_target(self) -> Folded | None:
+        task = self.task
+        if task is None or task.ended:
+            return None
+        return task.folded_here()
+
+    def fold_into(self, folded: Folded) -> None:
+        folded.add_wait((self.concrete_type, self.source), self.duration())
+
+    def woken_by(self, waker: TaskState) -> None:
+        if self.wakers is None:
+            self.wakers = [waker]
+        elif self.wakers[-1] is not waker:
+            self.wakers.append(waker)
 
 
-class OpRecords:
-    """Emits the records of async ops; the one place that knows their order."""
+class Ops:
+    """Opens, polls and ends async ops; the one place that knows their order."""
 
-    def __init__(self, recorder: Recorder) -> None:
-        self._emit = recorder.emit
+    def __init__(self, policy: Policy, by_resource: bool = False, poll_log: bool = False) -> None:
+        self.policy = policy
+        #: Runtime metrics, when some consumer wants them.
+        self.metrics: RuntimeMetrics | None = None
+        #: op_parent=resource: an op's span is a child of its resource's.
+        self.by_resource = by_resource
+        #: Every poll is a span (detail=all, op_poll_spans).
+        self.poll_log = poll_log
 
     def open(
         self,
         st: TaskState | None,
         future: Any,
-        resource_id: int,
+        resource: ResourceState | None,
         source: str,
         location: Location | None,
         handler: WaitHandler,
-        now: int | None = None,
+        now: int,
         key: int = 0,
     ) -> Wait:
-        """A new op: created, its first poll started (one record says both)."""
-        ts = time_ns() if now is None else now
-        op_id = next_op_id()
-        task_id = st.id if st is not None else None
-        self._emit(AsyncOpCreated(ts, op_id, resource_id, task_id, source, location))
-        wait = Wait(future, resource_id, op_id, source, handler=handler, key=key)
+        """A new op: created, its first poll started."""
+        wait = Wait(future, handler, next_op_id(), now, st, resource, source)
         wait.location = location
+        wait.key = key
+        if self.by_resource and resource is not None and resource.pinnable():
+            wait.parent = resource
+        if self.poll_log:
+            wait.poll_log = []
+        if resource is not None:
+            resource.ops += 1
         return wait
-
-    def parked(self, wait: Wait, now: int) -> None:
-        """The poll that opened the op left it pending: for ops a task waits
-        on from a distance (gather's, wait's); a task parked on the op itself
-        says so when it parks."""
-        if wait.op_id is not None and wait.resource_id is not None:
-            self._emit(PollOp(now, wait.op_id, wait.resource_id, wait.op_name, False))
 
     def continued(self, wait: Wait, future: Any) -> Wait:
         """The same op parks again, on a new future."""
@@ -155,27 +223,54 @@ class OpRecords:
         return wait
 
     def poll_started(self, wait: Wait, st: TaskState, now: int) -> None:
-        if wait.op_id is not None:
-            self._emit(AsyncOpPollStarted(now, wait.op_id, st.id))
+        wait.polls += 1
         wait.resumed_at = now
         wait.touched_at = 0
         wait.held = tuple(ref() for ref in wait.objects)
 
-    def state(self, wait: Wait, attribute: str, value: StateValue, now: int | None = None) -> None:
-        if wait.op_id is not None:
-            self._emit(AsyncOpStateUpdated(time_ns() if now is None else now, wait.op_id, attribute, value))
+    def state(self, wait: Wait, attribute: str, value: StateValue, now: int) -> None:
+        """The op's own state changed (``async_op::state_update``)."""
+        if not wait.id:
+            return
+        if wait.state is None:
+            wait.state = {}
+        wait.state[attribute] = value
+        self.policy.event(wait, (Event.STATE, now, attribute, value, StateOp.OVERRIDE, None))
 
-    def completed(self, wait: Wait, now: int, outcome: str, waker_id: int | None = None) -> None:
+    def completed(self, wait: Wait, now: int, outcome: str, waker: TaskState | None = None) -> None:
         """The op's last poll was ready; the op is over."""
         wait.completed = True
-        if wait.op_id is None or wait.resource_id is None:
+        if not wait.id:
             return
-        self._emit(PollOp(now, wait.op_id, wait.resource_id, wait.op_name, True))
-        self._emit(AsyncOpClosed(now, wait.op_id, outcome, waker_id=waker_id))
+        if waker is not None:
+            wait.woken_by(waker)
+        if wait.poll_log is not None:
+            wait.poll_log.append((wait.resumed_at or wait.start, now, True))
+            self.policy.event(wait, (Event.POLL_OP, now, wait.source, True))
+        self._end(wait, now, outcome)
 
     def abandoned(self, wait: Wait, now: int, outcome: str = Outcome.LOST) -> None:
-        if wait.op_id is not None:
-            self._emit(AsyncOpClosed(now, wait.op_id, outcome))
+        wait.completed = True
+        if wait.id:
+            self._end(wait, now, outcome)
+
+    def _end(self, wait: Wait, now: int, outcome: str) -> None:
+        wait.outcome = outcome
+        wait.ended = now
+        resource = wait.resource
+        duration = wait.duration()
+        if resource is not None:
+            resource.op_ended(duration)
+        if self.metrics is not None:
+            self.metrics.op_ended(wait.concrete_type, wait.source, outcome or "unfinished", duration)
+        awaited = wait.awaited
+        if awaited is not None and awaited.fate == Fate.FOLDED and outcome == Outcome.OK:
+            # Waiting for a task not worth a span is its scheduling: counted.
+            self.policy.fold(wait)
+            return
+        must = outcome in Outcome.FAILED or wait.fate == Fate.SHOWN
+        # The floor is for waits that ended well: a cancelled one is worth a look.
+        self.policy.ended(wait, must, self.policy.min_wait_ns if outcome == Outcome.OK else 0)
 
     def finish_time(self, wait: Wait, now: int) -> int:
         """When an op that did not park again ended: the last time its task

@@ -15,10 +15,10 @@ is left is a reference from elsewhere, a C structure included, so the check
 errs on the side of silence. A weak reference that someone else made (a
 ``WeakValueDictionary`` of pending requests) counts as a way to reach it.
 
-A wait is checked once, when it has lasted ``after_ns`` (on the recorder's
-thread: the answer is confirmed only if the task has not moved meanwhile),
-and every wait still parked when ``asyncio.run`` shuts its loop down (on the
-loop's thread, before the remaining tasks are cancelled). A pending task that
+A wait is checked once, when it has lasted ``after_ns`` (in the loop's
+sweep, at most ``CHECKS_PER_SWEEP`` waits each time), and every wait still
+parked when ``asyncio.run`` shuts its loop down (before the remaining tasks
+are cancelled). A pending task that
 the garbage collector destroys ("Task was destroyed but it is pending!") was
 lost too; that one is told by its ``lost`` outcome.
 """
@@ -30,15 +30,19 @@ import gc
 import sys
 import weakref
 from collections.abc import Callable
-from time import time_ns
 from typing import Any
 
-from ..records import Diagnostic, Lint, Record, Severity, StateValue
-from .frames import chain_objects, frame_of, is_runtime_file
-from .patching import Patcher
-from .resources import ResourceRegistry
-from .tasks import TASK_TYPES, TaskState, TaskTracker
-from .waits import Wait
+from ..instrumentation.frames import chain_objects, frame_of, is_runtime_file
+from ..instrumentation.patching import Patcher
+from ..instrumentation.resources import ResourceRegistry
+from ..instrumentation.spawns import TASK_TYPES
+from ..instrumentation.task_state import TaskState
+from ..instrumentation.tasks import TaskTracker
+from ..instrumentation.waits import Wait
+from ..model import StateValue
+
+#: Reports a lost waker: (task, message, attributes).
+Report = Callable[[TaskState, str, dict[str, StateValue]], None]
 
 #: Resource kinds whose waiters are woken by whoever holds the resource; a
 #: timer or a task wakes its waiters by itself.
@@ -51,9 +55,9 @@ _HELD_KINDS = frozenset({"Sync", "Channel"})
 #: would snapshot them and keep the program's objects alive longer.
 _LOCALS_DICT = sys.version_info < (3, 13)
 
-#: Waits checked per probe at most: the check holds the GIL, and a server
-#: with thousands of idle connections must not stall its loop once a second.
-CHECKS_PER_PROBE = 200
+#: Waits checked per sweep at most: the check runs on the loop, and a server
+#: with thousands of idle connections must not stall it.
+CHECKS_PER_SWEEP = 200
 
 _PACKAGE = __name__.split(".", 1)[0]
 
@@ -112,12 +116,12 @@ class LostWakers:
         self,
         tracker: TaskTracker,
         registry: ResourceRegistry,
-        emit: Callable[[Record], None],
+        report: Report,
         after_ns: int = 1_000_000_000,
     ) -> None:
         self.tracker = tracker
         self.registry = registry
-        self._emit = emit
+        self._report = report
         self.after_ns = after_ns
 
     def install(self, patcher: Patcher) -> None:
@@ -142,22 +146,24 @@ class LostWakers:
 
         return _cancel_all_tasks
 
-    def probe(self, now: int) -> None:
+    def sweep(self, now: int) -> None:
         """The waits that have lasted long enough, each checked once."""
         if not self.tracker.active:
             return
-        budget = CHECKS_PER_PROBE
-        for st in self.tracker.parked():
+        budget = CHECKS_PER_SWEEP
+        for st in self.tracker.live():
+            if now - st.start < self.after_ns:
+                return  # oldest first: the rest are younger still
             wait = st.wait
             if wait is not None and st.lost_checked is not wait and now - st.parked_at >= self.after_ns:
                 st.lost_checked = wait
                 self._check(st, wait)
                 budget -= 1
                 if not budget:
-                    return  # the rest at the next tick
+                    return  # the rest at the next sweep
 
     def at_shutdown(self, loop: Any) -> None:
-        for st in self.tracker.parked():
+        for st in self.tracker.live():
             task = st.ref() if st.ref is not None else None
             wait = st.wait
             if task is None or wait is None or task.get_loop() is not loop or st.lost_checked is wait:
@@ -171,10 +177,10 @@ class LostWakers:
         if what is None or st.wait is not wait or st.parked_at != parked_at:
             return  # reachable, or the task moved on while it was looked at
         attributes: dict[str, StateValue] = {"awaits": what}
-        if wait.resource_id is not None:
-            attributes["resource_id"] = wait.resource_id
-        if wait.op_id is not None:
-            attributes["op_id"] = wait.op_id
+        if wait.resource is not None:
+            attributes["resource_id"] = wait.resource.id
+        if wait.id:
+            attributes["op_id"] = wait.id
         where = ""
         if wait.location is not None:
             attributes["awaited_at"] = str(wait.location)
@@ -183,12 +189,12 @@ class LostWakers:
             f"waits{where} on {what}, which nothing but the task itself references: "
             "it can never be woken, only cancelled"
         )
-        self._emit(Diagnostic(time_ns(), Lint.LOST_WAKER, st.id, Severity.ERROR, message, attributes))
+        self._report(st, message, attributes)
 
     def _lost(self, st: TaskState, wait: Wait) -> str | None:
         """What the task waits on, if nothing outside it can reach it."""
         task = st.ref() if st.ref is not None else None
-        if task is None or task.done() or wait.awaited_task_id is not None:
+        if task is None or task.done() or wait.awaited is not None:
             return None
         target = self._target(task, wait)
         if target is None or _foreign_weakrefs(target):
@@ -210,7 +216,7 @@ class LostWakers:
         if future is None or id(future) != wait.future_id or future.done() or isinstance(future, TASK_TYPES):
             return None
         if not wait.objects:
-            return future if wait.handler is None or wait.resource_id is not None else None
+            return future if wait.handler is None or wait.resource is not None else None
         obj = wait.objects[0]()
         rs = self.registry.get(obj) if obj is not None else None
         return obj if rs is not None and rs.family.kind in _HELD_KINDS else None

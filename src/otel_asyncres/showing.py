@@ -1,0 +1,262 @@
+"""Which entities become spans: decided on the loop, within a budget.
+
+Every task, resource and wait is shown, as Tokio Console shows them, for as
+long as the span data exported per second stays under a budget (spans plus
+span events). Past it, the duration an entity needs to be shown rises with the
+load, so the shortest are folded first: counted, with aggregate statistics, on
+the entity above them, and nothing else kept.
+
+The decision is taken when an entity ends, when its whole story is known, so a
+failure, a diagnostic or a long wait is always shown. A few entities are
+shown before they end: the ancestors of a shown entity (a span needs its
+parent), a task or resource that a shown event names (so that every id in a
+trace resolves to a span of it, or says it was folded), and whatever has lived
+long enough to be worth showing while it lives (a server's accept loop must
+reach a backend long before it ends).
+
+All of it runs on the loop: one thread decides, so nothing needs a lock. What
+is shown is queued for the bridge (``handoff``), by reference.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from time import time_ns
+from typing import Any
+
+from .handoff import Handoff
+from .model import Entity, Event, Fate, Folded
+
+#: How often the budget is refilled (ns).
+PERIOD_NS = 10_000_000
+
+#: Entities still alive are shown once they have lived this long: a
+#: long-lived entity must reach a backend while it lives.
+LIVE_SHOWN_AFTER_NS = 1_000_000_000
+
+#: A shown entity keeps at most this many windows' worth of events that the
+#: bridge has not taken yet (a burst between two of its visits).
+SHOWN_ROOM = 16
+
+#: Durations between these powers of two of nanoseconds (1 µs and 1 s) are
+#: placed on the budget's scale; shorter ones count as the shortest, longer
+#: ones as the longest.
+_SHORTEST_BIT = 10
+_LONGEST_BIT = 30
+
+
+class Budget:
+    """Span data per second: a token bucket, and the duration an entity
+    needs to spend from it.
+
+    The bucket holds ``burst`` units and refills at ``rate`` units a second;
+    a span costs one unit and each of its events one more. How full the
+    bucket must be for an entity to be shown depends on how long the entity
+    lasted, on a logarithmic scale: the shortest (a microsecond) only while
+    it is full, the longest (a second or more) while anything is left. A
+    program that stays under the budget keeps its bucket full and shows
+    everything; under load the bucket drains, and the duration needed rises
+    with it, so the shortest are folded first, at once, and as soon as the
+    load falls the bucket fills again. Events of shown spans need the bucket
+    half full: spans of long waits outrank the detail of busy ones."""
+
+    __slots__ = ("burst", "rate", "refilled_at", "tokens", "unlimited")
+
+    def __init__(self, rate: float, burst: float | None = None, now: int = 0) -> None:
+        #: Units (spans and span events) per second; 0: no limit at all.
+        self.rate = rate
+        self.unlimited = rate <= 0
+        self.burst = burst if burst is not None else rate
+        self.tokens = self.burst
+        self.refilled_at = now
+
+    def needs(self, duration: int) -> float:
+        """How full the bucket must be to show an entity that lasted ``duration``."""
+        bit = duration.bit_length()
+        if bit <= _SHORTEST_BIT:
+            return self.burst
+        if bit >= _LONGEST_BIT:
+            return 0.0
+        return self.burst * (_LONGEST_BIT - bit) / (_LONGEST_BIT - _SHORTEST_BIT)
+
+    def admits(self, duration: int, cost: int, now: int) -> bool:
+        """Whether an entity that lasted ``duration`` may be shown, at ``cost``
+        units (spent if so)."""
+        if self.unlimited:
+            return True
+        if now - self.refilled_at >= PERIOD_NS:
+            self.refill(now)
+        tokens = self.tokens
+        if tokens < cost or tokens < self.needs(duration):
+            return False
+        self.tokens = tokens - cost
+        return True
+
+    def spend(self, cost: int) -> None:
+        """Units spent whatever the budget (a failure, a diagnostic)."""
+        self.tokens -= cost
+
+    def take_event(self) -> bool:
+        """One event for a span that is already shown, if the bucket is at
+        least half full."""
+        if self.unlimited:
+            return True
+        if self.tokens * 2 >= self.burst:
+            self.tokens -= 1
+            return True
+        return False
+
+    def refill(self, now: int) -> None:
+        elapsed = now - self.refilled_at
+        self.refilled_at = now
+        self.tokens = min(self.burst, self.tokens + self.rate * elapsed / 1e9)
+
+
+class Policy:
+    """Decides, on the loop, what becomes a span and what is folded; hands
+    what is shown to the bridge through ``handoff`` (when it is full, an
+    entity about to be shown stays undecided, and is folded when it ends)."""
+
+    def __init__(
+        self,
+        handoff: Handoff,
+        budget: Budget,
+        window_events: int,
+        everything: bool = False,
+        min_task_ns: int = 0,
+        min_wait_ns: int = 0,
+    ) -> None:
+        self._handoff = handoff
+        self.budget = budget
+        #: Events an entity keeps before it is shown (and, once shown, between
+        #: two visits of the bridge); past that they are counted.
+        self.room = window_events
+        #: detail=all: every entity is shown, whatever the budget.
+        self.everything = everything
+        self.min_task_ns = min_task_ns
+        self.min_wait_ns = min_wait_ns
+        #: What was folded where no entity could carry it: roots of traces,
+        #: and entities whose parent had ended.
+        self.orphans = Folded()
+        #: Entities shown and folded, by kind (for the exit summary).
+        self.shown_count: dict[str, int] = {}
+        self.folded_count: dict[str, int] = {}
+
+    # -- events -----------------------------------------------------------------------
+
+    def event(self, entity: Entity, event: tuple[Any, ...]) -> None:
+        """Keep an event for the entity's span, if there is room for it.
+
+        An undecided entity keeps a window's worth; one that fills it is busy
+        enough to be shown now, if the budget has room for it. A shown one
+        keeps what the bridge has not taken yet, up to ``SHOWN_ROOM``
+        windows' worth, and each event spends a unit of the budget."""
+        events = entity.events
+        if events is None:
+            events = entity.events = []
+        if entity.fate != Fate.SHOWN:
+            if len(events) < self.room:
+                events.append(event)
+                return
+            age = time_ns() - entity.start
+            if not (self.budget.admits(age, 1 + len(events), time_ns()) and self.show(entity)):
+                entity.events_folded += 1
+                return
+        if len(events) >= self.room * SHOWN_ROOM or not self.budget.take_event():
+            entity.events_folded += 1
+            return
+        events.append(event)
+        self._pin_references(event)
+        self.notify(entity)
+        if len(events) == self.room:
+            self._handoff.hurry()
+
+    def must_keep(self, entity: Entity, event: tuple[Any, ...]) -> None:
+        """An event that is always kept (a diagnostic, an exception), and
+        makes its entity worth a span."""
+        events = entity.events
+        if events is None:
+            events = entity.events = []
+        events.append(event)
+        if entity.fate == Fate.SHOWN:
+            self._pin_references(event)
+            self.notify(entity)
+
+    # -- decisions ----------------------------------------------------------------------
+
+    def ended(self, entity: Entity, must: bool, floor: int) -> None:
+        """``entity`` has ended (``ended`` set): show it or fold it.
+        ``must``: shown whatever the budget; ``floor``: the least duration it
+        needs otherwise."""
+        if entity.fate == Fate.UNDECIDED:
+            if must or self.everything:
+                self.budget.spend(1 + len(entity.events or ()))
+                self.show(entity)
+            elif self._worth_it(entity, floor, entity.ended) and self.show(entity):
+                pass
+            else:
+                self.fold(entity)
+                return
+        if entity.fate == Fate.SHOWN:
+            self.notify(entity)
+
+    def _worth_it(self, entity: Entity, floor: int, now: int) -> bool:
+        duration = entity.duration()
+        if duration < floor:
+            return False
+        return self.budget.admits(duration, 1 + len(entity.events or ()), now)
+
+    def fold(self, entity: Entity) -> None:
+        """Count the entity on its owner (or the orphans); nothing else is kept."""
+        entity.fate = Fate.FOLDED
+        entity.events = None
+        kind = entity.KIND
+        self.folded_count[kind] = self.folded_count.get(kind, 0) + 1
+        entity.fold_into(entity.fold_target() or self.orphans)
+
+    def show(self, entity: Entity) -> bool:
+        """Make the entity a span, its ancestors first. False when the
+        hand-off has no room (then it stays undecided)."""
+        if entity.fate == Fate.SHOWN:
+            return True
+        if not self._handoff.has_room():
+            self._handoff.count_drop(entity.KIND)
+            return False
+        owner = entity.owner()
+        if owner is not None and owner.fate != Fate.SHOWN:
+            self.show(owner)
+        entity.fate = Fate.SHOWN
+        kind = entity.KIND
+        self.shown_count[kind] = self.shown_count.get(kind, 0) + 1
+        for event in entity.events or ():
+            self._pin_references(event)
+        for other in entity.linked():
+            if other.fate == Fate.UNDECIDED:
+                self.show(other)
+        self.notify(entity)
+        return True
+
+    def _pin_references(self, event: tuple[Any, ...]) -> None:
+        """Tasks and resources a shown event names are shown too (ops it
+        names are resolved when exported: named if shown, marked if folded)."""
+        for index in Event.REFERENCES.get(event[0], ()):
+            other = event[index]
+            if other is not None and other.fate == Fate.UNDECIDED and other.pinnable():
+                self.show(other)
+
+    def notify(self, entity: Entity) -> None:
+        """Something the bridge must see changed on a shown entity."""
+        if not entity.queued:
+            entity.queued = True
+            self._handoff.queue(entity)
+
+    # -- long-lived entities ---------------------------------------------------------
+
+    def show_long_lived(self, entities: Iterable[Entity], now: int) -> None:
+        """Show the live entities that have lived long enough (each
+        iterable oldest first: the walk stops at the first young one)."""
+        for entity in entities:
+            if now - entity.start < LIVE_SHOWN_AFTER_NS:
+                break
+            if entity.fate == Fate.UNDECIDED and not entity.ended:
+                self.show(entity)
