@@ -1,10 +1,10 @@
 """Shared fixtures: a real SDK with an in-memory exporter, and every kind of loop.
 
 ``traced`` instruments asyncio for one test with a TracerProvider whose spans
-land in the SDK's own InMemorySpanExporter; ``recorded`` attaches a sink that
-keeps the raw records. ``loop_kind`` runs a test on every loop and task
-flavour this machine has: the default loop with the C Task, the pure-Python
-Task, the eager task factory (3.12+) and uvloop (when installed).
+land in the SDK's own InMemorySpanExporter, with no budget (every entity is a
+span). ``loop_kind`` runs a test on every loop and task flavour this machine
+has: the default loop with the C Task, the pure-Python Task, the eager task
+factory (3.12+) and uvloop (when installed).
 """
 
 from __future__ import annotations
@@ -20,9 +20,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import otel_asyncres
-from otel_asyncres import records as r
 from otel_asyncres.config import load_settings
-from otel_asyncres.recorder import Dispatcher
 from otel_asyncres.session import Session, activate, current_session
 
 try:
@@ -31,35 +29,15 @@ except ImportError:  # pragma: no cover - depends on the machine
     uvloop = None
 
 
-class ListSink(Dispatcher):
-    """A sink that keeps every record it is given (ticks, flushes and the
-    shutdown do nothing, as for any Dispatcher)."""
-
-    def __init__(self) -> None:
-        super().__init__({})
-        self.records: list[r.Record] = []
-
-    def consume(self, records: Sequence[r.Record]) -> None:
-        self.records.extend(records)
-
-    def of(self, kind: type) -> list[Any]:
-        return [x for x in self.records if isinstance(x, kind)]
-
-
 class Traced:
     """Handle on an instrumented session writing to an in-memory exporter."""
 
-    def __init__(self, session: Session, exporter: InMemorySpanExporter, sink: ListSink) -> None:
+    def __init__(self, session: Session, exporter: InMemorySpanExporter) -> None:
         self.session = session
         self.exporter = exporter
-        self.sink = sink
 
     def flush(self) -> None:
-        self.session.recorder.flush()
-
-    def records(self, kind: type | None = None) -> list[Any]:
-        self.flush()
-        return self.sink.records if kind is None else self.sink.of(kind)
+        self.session.handoff.flush()
 
     def spans(self) -> list[ReadableSpan]:
         """Finished spans; ends whatever is still open (as at exit)."""
@@ -80,19 +58,17 @@ class _Discard:
 
 
 def make_traced(session_arguments: dict[str, Any] | None = None, **options: Any) -> Traced:
-    """Everything shown unless a test says otherwise (poll spans included):
-    the mapping tests check every span; the defaults have tests of their own.
-    ``session_arguments``: what ``instrument()`` takes besides options
-    (``meter_provider``, ``on_deadlock``)."""
-    options = {"min_task_duration": 0, "min_wait_duration": 0, "op_poll_spans": True, **options}
+    """Everything shown unless a test says otherwise (no budget, poll spans
+    included): the mapping tests check every span; the defaults have tests of
+    their own. ``session_arguments``: what ``instrument()`` takes besides
+    options (``meter_provider``, ``on_deadlock``)."""
+    options = {"budget": "off", "op_poll_spans": True, **options}
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     session = Session(load_settings(options), tracer_provider=provider, **(session_arguments or {}))
-    sink = ListSink()
-    session.recorder.add_sink(sink)
     activate(session)
-    return Traced(session, exporter, sink)
+    return Traced(session, exporter)
 
 
 @pytest.fixture
@@ -158,3 +134,14 @@ def one(spans: Sequence[ReadableSpan], name: str) -> ReadableSpan:
 
 def events(span: ReadableSpan, name: str) -> list[Any]:
     return [e for e in span.events if e.name == name]
+
+
+def state_updates(span: ReadableSpan) -> list[Any]:
+    """A resource span's ``state_update`` events after the one it opens with
+    (its whole state, every attribute an ``override``): the changes."""
+    found = events(span, "state_update")
+    assert found, f"{span.name} opens with no state_update"
+    opening = found[0]
+    assert all(v == "override" for k, v in (opening.attributes or {}).items() if k.endswith(".op")), opening
+    assert opening.timestamp == span.start_time, "the opening state is at the span's start"
+    return found[1:]

@@ -120,7 +120,8 @@ def test_every_setting_with_its_source(env: pytest.MonkeyPatch, capsys: pytest.C
     assert settings["detail"] == ("all", "flag --detail")
     assert settings["min_wait_duration"] == ("5ms", "environment OTEL_ASYNCRES_MIN_WAIT_DURATION")
     assert settings["window_duration"] == ("1m", "flag --window-duration")
-    assert settings["min_task_duration"] == ("1ms", "default")
+    assert settings["min_task_duration"] == ("0", "default")
+    assert settings["budget"] == ("2000", "default")
     assert settings["OTEL_SDK_DISABLED"] == ("false", "default")
     assert set(settings) >= {option.name for option in OPTIONS}
     assert lines[-1] == "otlp: not used (exporter: none); nothing to reach"

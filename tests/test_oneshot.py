@@ -19,7 +19,7 @@ import pytest
 from opentelemetry.trace import StatusCode
 
 import otel_asyncres
-from conftest import events, make_traced, one
+from conftest import events, make_traced, one, state_updates
 from otel_asyncres.bridge import semconv as sc
 
 FUTURE = "resource asyncio.Future"
@@ -31,7 +31,7 @@ def replay(resource_span) -> dict:
     """The state obtained by replaying the span's state_update events over the
     initial state (a one-shot starts with nothing sent, received or cancelled)."""
     state = dict.fromkeys(STATE, False)
-    for event in events(resource_span, "state_update"):
+    for event in state_updates(resource_span):
         for key, value in event.attributes.items():
             if key.endswith(".op"):
                 continue
@@ -97,7 +97,7 @@ def test_set_after_await(traced, run):
     spans = traced.spans()
     res = one(spans, FUTURE)
     assert replay(res) == final_state(res) == real_state(kept["fut"], received=True)
-    assert [list(e.attributes)[0] for e in events(res, "state_update")] == ["value_sent", "value_received"]
+    assert [list(e.attributes)[0] for e in state_updates(res)] == ["value_sent", "value_received"]
     assert res.attributes[sc.RESOURCE_KIND] == "Sync"
     assert res.attributes[sc.RESOURCE_CONCRETE_TYPE] == "asyncio.Future"
     receiver_span, sender_span = task_span(spans, "receiver"), task_span(spans, "sender")

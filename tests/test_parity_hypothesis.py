@@ -207,8 +207,8 @@ def run_instrumented(kind: str, main: Callable[[], Coroutine[Any, Any, list[Any]
         result: list[Any] = run_with(kind, main)
         session = current_session()
         assert session is not None
-        session.recorder.flush()
-        assert session.recorder.errors == {}, "the instrumentation counted internal errors"
+        session.handoff.flush()
+        assert session.handoff.errors == {}, "the instrumentation counted internal errors"
     finally:
         otel_asyncres.uninstrument()
     assert any(s.name.startswith("task ") for s in exporter.get_finished_spans()), "nothing was instrumented"

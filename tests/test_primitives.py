@@ -4,11 +4,12 @@ For each primitive (Lock, Semaphore, BoundedSemaphore, Event, Condition,
 Barrier, Queue and its Priority/Lifo variants, and each sleep) a program runs a
 path (success, cancellation while waiting, timeout, exception, the non-blocking
 variants and their errors ...) and takes checkpoints: at each one the real
-state is read from the object itself and the position in the record stream is
-noted. Afterwards, replaying the resource's ``state_update`` records over its
-initial state up to each checkpoint must give exactly the real state there;
-replaying all of them must give the real final state; and the resource span's
-events and final ``asyncio.resource.state.*`` attributes must say the same.
+state is read from the object itself, and the time noted. Afterwards, from the
+exported spans alone, replaying the resource's ``state_update`` events (the
+first, at the span's start, is its whole initial state) up to each checkpoint
+must give exactly the real state there; replaying all of them must give the
+real final state; each window alone must replay to the state its
+``asyncio.resource.state.*`` attributes say.
 
 Checkpoints are taken between polls (after the program yielded), or inside a
 poll right after asyncio wrote one of the primitive's attributes (a Lock's
@@ -33,9 +34,8 @@ import pytest
 from opentelemetry.sdk.trace import ReadableSpan
 
 import otel_asyncres
-from _replay import ASYNCIO_DIR, PACKAGE_DIR, RID, Checker, created, final_attributes, real_state, replay
-from conftest import Traced, by_name, events, make_traced, one, run_with
-from otel_asyncres import records as r
+from _replay import ASYNCIO_DIR, PACKAGE_DIR, RID, Checker, final_attributes, real_state
+from conftest import Traced, by_name, events, make_traced, one, run_with, state_updates
 from otel_asyncres.bridge import semconv as sc
 from otel_asyncres.session import current_session
 
@@ -190,7 +190,7 @@ def test_lock_uncontended_creates_no_op_but_updates_state(ck, run):
     lock = run(main)
     spans = ck.verify()
     assert ops(spans, "Lock.acquire") == []
-    updates = [e.attributes for e in events(resource_span(spans, ck.rid(lock)), "state_update")]
+    updates = [e.attributes for e in state_updates(resource_span(spans, ck.rid(lock)))]
     assert [u["locked"] for u in updates] == [True, False, True, False]
     assert {u["locked.op"] for u in updates} == {"override"}
 
@@ -420,7 +420,7 @@ def test_semaphore_contended_acquire_and_holders(ck, run):
         outcome="ok",
         waker=task_span(spans, "first"),
     )
-    permits = [e.attributes for e in events(res, "state_update") if "permits" in e.attributes]
+    permits = [e.attributes for e in state_updates(res) if "permits" in e.attributes]
     assert all(p["permits.op"] in ("add", "sub") and p["permits"] > 0 for p in permits)
 
 
@@ -614,7 +614,7 @@ def test_event_set_clear_without_waiters(ck, run):
     event = run(main)
     spans = ck.verify()
     assert ops(spans, "Event.wait") == []
-    updates = [e.attributes for e in events(resource_span(spans, ck.rid(event)), "state_update")]
+    updates = [e.attributes for e in state_updates(resource_span(spans, ck.rid(event)))]
     assert [u["is_set"] for u in updates if "is_set" in u] == [True, False, True]
 
 
@@ -994,7 +994,7 @@ def test_barrier_abort_and_reset_break_the_waiters(ck, run, how):
     assert {op.attributes[sc.ASYNC_OP_OUTCOME] for op in waits} == {"error"}
     res = resource_span(spans, ck.rid(barrier))
     if how == "abort":
-        broken = [e.attributes["broken"] for e in events(res, "state_update") if "broken" in e.attributes]
+        broken = [e.attributes["broken"] for e in state_updates(res) if "broken" in e.attributes]
         assert broken == [True, False]
 
 
@@ -1060,9 +1060,7 @@ def test_queue_nowait_variants_and_their_errors(ck, run):
     assert res.name == "resource asyncio.Queue"
     assert res.attributes[sc.RESOURCE_KIND] == "Channel"
     sizes = [
-        (e.attributes["size"], e.attributes["size.op"])
-        for e in events(res, "state_update")
-        if "size" in e.attributes
+        (e.attributes["size"], e.attributes["size.op"]) for e in state_updates(res) if "size" in e.attributes
     ]
     assert sizes[:4] == [(1, "add"), (1, "add"), (1, "sub"), (1, "sub")]
 
@@ -1382,7 +1380,6 @@ def test_sleep_is_a_timer_resource_folded_into_its_op(ck, run):
         await asyncio.sleep(0)  # a yield, not a timer
 
     run(main)
-    records = ck.traced.records()
     spans = ck.verify()
     assert by_name(spans, "resource asyncio.sleep") == []
     (op,) = ops(spans, "sleep")
@@ -1391,24 +1388,11 @@ def test_sleep_is_a_timer_resource_folded_into_its_op(ck, run):
     assert op.attributes[sc.RESOURCE_STATE_PREFIX + "duration"] == pytest.approx(10.0)
     assert op.attributes[sc.RESOURCE_STATE_PREFIX + "duration.unit"] == "ms"
     assert sc.UNFINISHED not in op.attributes
-    rec = created(records, op.attributes[sc.RESOURCE_ID])
-    assert rec.concrete_type == "asyncio.sleep"
-    assert rec.state == {"duration": pytest.approx(10.0)}
-    assert rec.units == {"duration": "ms"}
-    assert replay(records, rec.resource_id) == rec.state
-    assert rec.location is not None and rec.location.function.endswith("sleeper")
+    assert op.attributes[sc.CODE_FUNCTION_NAME].endswith("sleeper")
     check_op(spans, op, source="sleep", task=task_span(spans, "sleeper"), resource=None, outcome="ok")
     assert "resource" not in links(op)
-    # The timer ends with its op: the op's close is followed by the timer's.
-    rid, op_id = rec.resource_id, op.attributes[sc.ASYNC_OP_ID]
-    closing = [
-        x
-        for x in records
-        if (isinstance(x, r.AsyncOpClosed) and x.op_id == op_id)
-        or (isinstance(x, r.ResourceClosed) and x.resource_id == rid)
-    ]
-    assert [type(x) for x in closing] == [r.AsyncOpClosed, r.ResourceClosed]
-    assert records.index(closing[1]) == records.index(closing[0]) + 1
+    # The timer ends with its op: nothing of it is left once the sleep is over.
+    assert ck.registry.live() == []
 
 
 def test_sleep_cancelled(ck, run):
@@ -1619,8 +1603,7 @@ def test_lock_created_and_locked_before_instrument_first_released(late):
         ck.check("end", lock)
 
     run_with(late["kind"], main)
-    records = ck.traced.records()
-    rec = created(records, ck.rid(lock))
+    rec = ck.resource(lock)
     assert rec.adopted is True
     spans = ck.verify()
     res = resource_span(spans, ck.rid(lock))
@@ -1653,10 +1636,9 @@ def test_lock_created_and_locked_before_instrument_first_contended(late):
         ck.check("end", lock)
 
     run_with(late["kind"], main)
-    records = ck.traced.records()
-    rec = created(records, ck.rid(lock))
+    rec = ck.resource(lock)
     assert rec.adopted is True
-    assert rec.state == {"locked": True, "waiters": 1}
+    assert dict(rec.initial) == {"locked": True, "waiters": 1}
     spans = ck.verify()
     res = resource_span(spans, ck.rid(lock))
     (op,) = ops(spans, "Lock.acquire")
@@ -1718,8 +1700,7 @@ def test_primitives_created_before_instrument_are_adopted_at_first_use(late, kin
         return obj
 
     obj = run_with(late["kind"], main)
-    records = ck.traced.records()
-    assert created(records, ck.rid(obj)).adopted is True
+    assert ck.resource(obj).adopted is True
     ck.verify()
 
 
@@ -1743,10 +1724,9 @@ def test_condition_created_before_instrument_keeps_its_lock_internal(late):
         ck.check("end", cond, cond._lock)
 
     run_with(late["kind"], main)
-    records = ck.traced.records()
-    rec, lock_rec = created(records, ck.rid(cond)), created(records, ck.rid(cond._lock))
-    assert rec.adopted and not rec.is_internal
-    assert (lock_rec.is_internal, lock_rec.parent_resource_id) == (True, rec.resource_id), lock_rec
+    rec, lock_rec = ck.resource(cond), ck.resource(cond._lock)
+    assert rec.adopted and not rec.internal
+    assert (lock_rec.internal, lock_rec.parent) == (True, rec), lock_rec
     spans = ck.verify()
     assert by_name(spans, "resource asyncio.Lock") == []
 
@@ -1778,16 +1758,15 @@ def test_user_primitive_and_its_internal_helpers(ck, run, kind):
         return obj, helpers
 
     obj, helpers = run(main)
-    records = ck.traced.records()
-    rec = created(records, ck.rid(obj))
-    assert (rec.is_internal, rec.adopted, rec.parent_resource_id) == (False, False, None)
+    rec = ck.resource(obj)
+    assert (rec.internal, rec.adopted, rec.parent) == (False, False, None)
     assert rec.location is not None
     assert (rec.location.file, rec.location.function) == (THIS_FILE, "_made_by_user")
-    parent = rec.resource_id
+    parent = rec
     for helper in helpers:
-        hrec = created(records, ck.rid(helper))
-        assert (hrec.is_internal, hrec.adopted, hrec.parent_resource_id) == (True, False, parent), hrec
-        parent = hrec.resource_id
+        hrec = ck.resource(helper)
+        assert (hrec.internal, hrec.adopted, hrec.parent) == (True, False, parent), hrec
+        parent = hrec
     spans = ck.verify()
     assert [s.name for s in spans if s.name.startswith("resource ")] == [f"resource asyncio.{kind}"]
     res = resource_span(spans, ck.rid(obj))
@@ -1797,7 +1776,7 @@ def test_user_primitive_and_its_internal_helpers(ck, run, kind):
 
 def test_queue_made_by_asyncio_is_internal(ck, run):
     """as_completed makes a Queue for itself: a helper the user did not
-    create, internal, no span; its records still replay to its real state."""
+    create, internal, no span."""
 
     async def job(i):
         await asyncio.sleep(0)
@@ -1815,9 +1794,8 @@ def test_queue_made_by_asyncio_is_internal(ck, run):
 
     got, done = run(main)
     assert got == [0, 1, 2]
-    records = ck.traced.records()
-    rec = created(records, ck.rid(done))
-    assert rec.is_internal is True
+    rec = ck.resource(done)
+    assert rec.internal is True
     assert rec.location is None or not rec.location.file.startswith((ASYNCIO_DIR, PACKAGE_DIR))
     spans = ck.verify()
     assert by_name(spans, "resource asyncio.Queue") == []
@@ -1865,10 +1843,13 @@ def test_initial_state_is_complete(ck, name):
         return obj
 
     obj = run_with("asyncio", main)
-    rec = created(ck.traced.records(), ck.rid(obj))
-    assert rec.state == real_state(obj)
-    assert not [x for x in ck.traced.records(r.ResourceStateUpdated) if x.resource_id == rec.resource_id]
-    ck.verify()
+    rec = ck.resource(obj)
+    assert dict(rec.initial) == real_state(obj)
+    spans = ck.verify()
+    (span,) = [s for s in spans if s.name.startswith("resource ")]
+    opening, *updates = [e for e in span.events if e.name == "state_update"]
+    assert {k: v for k, v in opening.attributes.items() if "." not in k} == real_state(obj)
+    assert updates == [], "a new primitive changes no state"
 
 
 # -- resource end ------------------------------------------------------------------------

@@ -1,9 +1,10 @@
-"""Scale: thresholds, detail levels, windows, sampling, overload and export faults.
+"""Scale: the budget and folding, detail levels, windows, sampling, overload and
+export faults.
 
 Everything here runs real asyncio against the real SDK. Nothing asserts a
-time: thresholds are checked with work that is far shorter or far longer
-than them, windows with event budgets, and the long-lived check by looking at
-what was exported while the program was still running.
+time: floors are checked with work that is far shorter or far longer than
+them, budgets with counts, windows with event room, and the long-lived check by
+looking at what was exported while the program was still running.
 """
 
 from __future__ import annotations
@@ -30,12 +31,11 @@ from opentelemetry.sdk.trace.sampling import (
 
 import otel_asyncres
 from conftest import by_name, events, make_traced, one
-from otel_asyncres import records as r
 from otel_asyncres.bridge import semconv as sc
 from otel_asyncres.config import load_settings
 from otel_asyncres.export.queue import ExportQueue
 from otel_asyncres.export.setup import ReportingExporter
-from otel_asyncres.instrumentation import tasks as tasks_module
+from otel_asyncres.instrumentation.task_state import MUTED
 from otel_asyncres.session import Session, activate
 from otlp_receivers import GrpcReceiver, free_port
 
@@ -57,7 +57,7 @@ def names(spans):
     return sorted(s.name for s in spans)
 
 
-# -- thresholds ------------------------------------------------------------------------
+# -- the budget, floors and folding -------------------------------------------------------
 
 
 async def _brief():
@@ -72,7 +72,14 @@ async def _failing():
     raise ValueError("quick failure")
 
 
-def test_short_tasks_are_counted_on_their_parent_not_shown(traced_with):
+def folded_waits(span):
+    """(source, resource type) -> count, from a span's folded-wait arrays."""
+    a = span.attributes
+    keys = zip(a.get(sc.FOLDED_WAITS_SOURCES, ()), a.get(sc.FOLDED_WAITS_TYPES, ()), strict=True)
+    return dict(zip(keys, a.get(sc.FOLDED_WAITS_COUNTS, ()), strict=True))
+
+
+def test_short_tasks_are_folded_into_their_parent(traced_with):
     traced = traced_with(min_task_duration="20ms", min_wait_duration="20ms")
 
     async def main():
@@ -87,9 +94,11 @@ def test_short_tasks_are_counted_on_their_parent_not_shown(traced_with):
     assert "task long" in shown and "task failing" in shown  # long, or failed: shown
     assert not any(n.startswith("task brief") for n in shown)
     main_span = next(s for s in spans if s.name.endswith(".main"))
-    assert main_span.attributes[sc.TASK_HIDDEN_TASKS] == 5
-    # The five short joins through gather are hidden and counted too.
-    assert main_span.attributes[sc.TASK_HIDDEN_WAITS] >= 5
+    assert main_span.attributes[sc.FOLDED_TASKS] == 5
+    assert main_span.attributes[sc.FOLDED_TASKS_PREFIX + "ok"] == 5
+    assert 0 <= main_span.attributes[sc.FOLDED_TASKS_LONGEST] < 0.02
+    # The five short joins through gather are folded and counted too.
+    assert folded_waits(main_span)[("Task.__await__", "asyncio.Task")] == 5
 
 
 def test_a_shown_task_brings_its_ancestors(traced_with):
@@ -110,8 +119,8 @@ def test_a_shown_task_brings_its_ancestors(traced_with):
     assert child.parent.span_id == parent_span.context.span_id
 
 
-def test_waits_below_the_threshold_are_counted_on_task_and_resource(traced_with):
-    traced = traced_with(min_task_duration=0, min_wait_duration="50ms")
+def test_waits_below_the_floor_are_folded_into_their_task_and_counted_on_the_resource(traced_with):
+    traced = traced_with(min_wait_duration="50ms")
 
     async def holder(lock):
         async with lock:
@@ -129,14 +138,16 @@ def test_waits_below_the_threshold_are_counted_on_task_and_resource(traced_with)
 
     asyncio.run(main())
     spans = traced.spans()
-    assert not by_name(spans, "async_op Lock.acquire")  # a short wait: counted
-    assert one(spans, "task waiter").attributes[sc.TASK_HIDDEN_WAITS] == 1
-    assert one(spans, "resource asyncio.Lock").attributes[sc.RESOURCE_HIDDEN_OPS] == 1
+    assert not by_name(spans, "async_op Lock.acquire")  # a short wait: folded
+    assert folded_waits(one(spans, "task waiter")) == {("Lock.acquire", "asyncio.Lock"): 1}
+    lock_span = one(spans, "resource asyncio.Lock")
+    assert lock_span.attributes[sc.RESOURCE_OPS] == 1  # every op on it, shown or folded
+    assert lock_span.attributes[sc.RESOURCE_WAIT_DURATION] < 0.05
     assert by_name(spans, "async_op Event.wait")  # a long one: shown
 
 
 def test_a_cancelled_wait_is_shown_however_short(traced_with):
-    traced = traced_with(min_task_duration=0, min_wait_duration="1s")
+    traced = traced_with(min_wait_duration="1s")
 
     async def waiter(event):
         await event.wait()
@@ -152,8 +163,10 @@ def test_a_cancelled_wait_is_shown_however_short(traced_with):
     assert op.attributes[sc.ASYNC_OP_OUTCOME] == "cancelled"
 
 
-def test_a_short_waker_is_shown_for_the_link(traced_with):
-    traced = traced_with(min_task_duration="1s", min_wait_duration=0)
+def test_a_folded_waker_is_named_and_marked_folded(traced_with):
+    """The task that woke a shown wait was folded before the wait ended: the
+    wait names it, says what it was and that it was folded."""
+    traced = traced_with(min_task_duration="1s")
 
     async def setter(event):
         event.set()
@@ -167,14 +180,17 @@ def test_a_short_waker_is_shown_for_the_link(traced_with):
 
     asyncio.run(main())
     spans = traced.spans()
+    assert by_name(spans, "task setter") == []
     op = one(spans, "async_op Event.wait")
-    woken_by = [link for link in op.links if link.attributes[sc.LINK_RELATION] == "woken_by"]
-    assert [link.context.span_id for link in woken_by] == [one(spans, "task setter").context.span_id]
+    assert op.attributes[sc.WAKER_TASK_NAME] == "setter"
+    assert op.attributes[sc.WAKER_TASK_FOLDED] is True
+    assert [link for link in op.links if link.attributes[sc.LINK_RELATION] == "woken_by"] == []
 
 
-def test_trivial_tasks_queued_long_are_counted_with_their_joins(traced_with):
+def test_trivial_tasks_queued_long_are_folded_with_their_joins(traced_with):
     """Tasks that do next to nothing but wait long to be run, and tasks that
-    wait long only for them, are not worth a span: only the root is shown."""
+    wait long only for them, are not worth a span: only the root is shown,
+    and every one of them is counted on it."""
     traced = traced_with(min_task_duration="150ms", min_wait_duration="150ms", op_poll_spans=None)
 
     async def nothing():
@@ -193,8 +209,8 @@ def test_trivial_tasks_queued_long_are_counted_with_their_joins(traced_with):
     spans = traced.spans()
     (main_span,) = spans
     assert main_span.name.endswith(".main")
-    assert main_span.attributes[sc.TASK_HIDDEN_TASKS] == 2  # its children; theirs are on them
-    assert main_span.attributes[sc.TASK_HIDDEN_WAITS] == 2
+    assert main_span.attributes[sc.FOLDED_TASKS] == 102  # its children, and theirs
+    assert folded_waits(main_span) == {("Task.__await__", "asyncio.Task"): 102}
     assert float(main_span.attributes[sc.TASK_BUSY]) >= 0.3
 
 
@@ -240,7 +256,7 @@ def test_a_poll_that_leaves_an_op_pending_is_an_event_by_default(traced_with):
     """A wake that does not complete the op (a condition notified while its
     predicate is still false) is the one poll worth an event when polls are
     only counted."""
-    traced = traced_with(min_wait_duration=0, op_poll_spans=None)
+    traced = traced_with(op_poll_spans=None)
 
     async def waiter(cond, box):
         async with cond:
@@ -267,32 +283,92 @@ def test_a_poll_that_leaves_an_op_pending_is_an_event_by_default(traced_with):
     assert op.start_time < event.timestamp < op.end_time
 
 
-def test_a_hidden_task_linked_after_it_ended_is_shown_ended(traced_with):
-    """A link made to a task already ended hidden makes it a span, ended as
-    it ended, with its statistics."""
-    traced = traced_with(min_task_duration="1h", min_wait_duration=0)
+def _many_short_and_a_few_long(short: int, long: int):
+    async def quick():
+        await asyncio.sleep(0)
 
-    async def setter(event):
-        event.set()
+    async def slow():
+        await asyncio.sleep(0.02)
 
     async def main():
-        event = asyncio.Event()
-        setting = asyncio.create_task(setter(event), name="setter")
-        await asyncio.sleep(0)  # the setter ends first...
-        await setting
-        await event.wait()  # ...nothing to wait for here
+        await asyncio.gather(
+            *(asyncio.create_task(quick(), name="quick") for _ in range(short)),
+            *(asyncio.create_task(slow(), name="slow") for _ in range(long)),
+        )
 
-        waiting = asyncio.create_task(event.wait(), name="waiting")
-        event.clear()
-        await asyncio.sleep(0)
-        await asyncio.create_task(setter(event), name="late-setter")
-        await waiting
+    return main
 
-    asyncio.run(main())
-    spans = traced.spans()
-    late = one(spans, "task late-setter")
-    assert late.end_time is not None and late.attributes[sc.TASK_OUTCOME] == "ok"
-    assert late.attributes[sc.TASK_POLLS] == 1
+
+def test_within_the_budget_everything_is_shown():
+    """A small program is shown whole by default: every task, wait and resource."""
+    handle = make_traced(budget=None)  # the default budget
+    try:
+        asyncio.run(_many_short_and_a_few_long(30, 3)())
+        spans = handle.spans()
+    finally:
+        otel_asyncres.uninstrument()
+    assert len(by_name(spans, "task quick")) == 30 and len(by_name(spans, "task slow")) == 3
+    main_span = next(s for s in spans if s.name.endswith(".main"))
+    assert sc.FOLDED_TASKS not in main_span.attributes
+
+
+def test_past_the_budget_the_shortest_are_folded_and_every_one_counted():
+    """With a budget of a few spans, the long tasks are kept and the short
+    ones folded into their parent, counted there: nothing vanishes."""
+    handle = make_traced(budget="100")  # 100 spans and events a second
+    try:
+        asyncio.run(_many_short_and_a_few_long(400, 3)())
+        spans = handle.spans()
+    finally:
+        otel_asyncres.uninstrument()
+    quick, slow = by_name(spans, "task quick"), by_name(spans, "task slow")
+    main_span = next(s for s in spans if s.name.endswith(".main"))
+    assert len(slow) == 3, "the longest are kept"
+    assert len(quick) < 400
+    assert len(quick) + main_span.attributes[sc.FOLDED_TASKS] == 400
+    assert main_span.attributes[sc.FOLDED_TASKS_PREFIX + "ok"] == main_span.attributes[sc.FOLDED_TASKS]
+
+
+def test_every_id_in_a_trace_names_a_span_of_it_or_says_it_was_folded():
+    """Under a budget that folds most of a program, each task id an event or
+    an attribute names is a span of the same trace, or comes with the task's
+    name and a mark that it was folded."""
+    handle = make_traced(budget="30")
+
+    async def worker(lock, queue, n):
+        async with lock:
+            await asyncio.sleep(0)
+        await queue.put(n)
+
+    async def main():
+        lock, queue = asyncio.Lock(), asyncio.Queue()
+        await asyncio.gather(*(asyncio.create_task(worker(lock, queue, n), name=f"w{n}") for n in range(60)))
+        return sorted([queue.get_nowait() for _ in range(60)])
+
+    try:
+        assert asyncio.run(main()) == list(range(60))
+        spans = handle.spans()
+    finally:
+        otel_asyncres.uninstrument()
+    tasks = {(s.context.trace_id, s.attributes[sc.TASK_ID]) for s in spans if s.name.startswith("task ")}
+    checked = 0
+    for span in spans:
+        named = [(span.attributes, "")] + [(e.attributes, e.name) for e in span.events]
+        for attributes, where in named:
+            for id_key, name_key, folded_key in (
+                (sc.WAKER_TASK_ID, sc.WAKER_TASK_NAME, sc.WAKER_TASK_FOLDED),
+                (sc.AWAITED_TASK_ID, sc.AWAITED_TASK_NAME, sc.AWAITED_TASK_FOLDED),
+            ):
+                if id_key not in attributes:
+                    continue
+                checked += 1
+                resolves = (span.context.trace_id, attributes[id_key]) in tasks
+                assert resolves or (attributes.get(folded_key) is True and attributes.get(name_key)), (
+                    span.name,
+                    where,
+                    dict(attributes),
+                )
+    assert checked > 0
 
 
 # -- detail levels ------------------------------------------------------------------------
@@ -411,7 +487,7 @@ def test_a_long_lived_task_shows_up_while_it_runs(traced_with):
 
 
 def _session_with(provider, **options):
-    session = Session(load_settings({"min_task_duration": 0, "min_wait_duration": 0, **options}), provider)
+    session = Session(load_settings({"budget": "off", **options}), provider)
     activate(session)
     return session
 
@@ -435,19 +511,20 @@ def test_sampled_out_traces_record_nothing():
     session = _session_with(provider)
     try:
         asyncio.run(_tree()())
-        session.recorder.flush()
-        pending_records = session.recorder.pending()
+        session.handoff.flush()
+        pending = session.handoff.pending()
     finally:
         otel_asyncres.uninstrument()
     assert exporter.get_finished_spans() == ()
-    assert pending_records == 0
+    assert pending == 0
     assert session.instrumentation.tasks.live_tasks() == 0
+    assert session.instrumentation.resources.live_count() == 0
 
 
-def test_a_sampled_out_tree_keeps_one_weak_reference_per_task():
-    """The descendants of a sampled-out task share one muted state: while
-    they live, the instrumentation holds a weak reference to each and nothing
-    else; they are forgotten as they die, and they behave as before."""
+def test_a_sampled_out_tree_keeps_nothing_per_task():
+    """A sampled-out root's context is marked; its descendants copy it, so
+    each hook tells them by one lookup in it: while they live, the
+    instrumentation holds nothing for any of them, and they behave as before."""
     session = _session_with(TracerProvider(sampler=ALWAYS_OFF))
     tracker = session.instrumentation.tasks
     seen: dict[str, int] = {}
@@ -460,19 +537,17 @@ def test_a_sampled_out_tree_keeps_one_weak_reference_per_task():
         event = asyncio.Event()
         tasks = [asyncio.create_task(leaf(event, n)) for n in range(50)]
         await asyncio.sleep(0)  # every leaf is parked now
-        seen["states"], seen["live"] = len(tracker._states), tracker.live_tasks()
-        seen["shared"] = sum(tracker.state_of(t) is tasks_module.MUTED for t in tasks)
+        seen["live"] = tracker.live_tasks()
+        seen["resources"] = session.instrumentation.resources.live_count()
+        seen["muted"] = sum(tracker.state_of(t) is None and tracker.current() is MUTED for t in tasks)
         event.set()
         return await asyncio.gather(*tasks)
 
     try:
         assert asyncio.run(root()) == list(range(50))
-        gc.collect()
-        left = tracker.live_tasks()
     finally:
         otel_asyncres.uninstrument()
-    assert seen == {"states": 1, "live": 51, "shared": 50}  # the root has its own: the sampler's say
-    assert left == 0
+    assert seen == {"live": 0, "resources": 0, "muted": 50}
 
 
 class _DropOneRoot(Sampler):
@@ -506,7 +581,7 @@ def test_eager_tasks_spawned_by_a_sampled_out_task_are_muted_with_it():
 
     try:
         assert asyncio.run(dropped_root()) == [0, 1, 2]
-        session.recorder.flush()
+        session.handoff.flush()
         gc.collect()
         left = session.instrumentation.tasks.live_tasks()
     finally:
@@ -547,7 +622,7 @@ def test_children_of_a_sampled_out_application_span_are_not_recorded():
 
     try:
         asyncio.run(main())
-        session.recorder.flush()
+        session.handoff.flush()
     finally:
         otel_asyncres.uninstrument()
     assert exporter.get_finished_spans() == ()
@@ -556,26 +631,31 @@ def test_children_of_a_sampled_out_application_span_are_not_recorded():
 # -- overload -------------------------------------------------------------------------------------
 
 
-def test_tasks_spawned_while_the_recorder_is_behind_are_shed_and_counted():
+def test_a_full_hand_off_folds_and_reports_the_drops_while_running():
+    """When the bridge cannot keep up, entities about to be shown are folded
+    instead, counted by kind, and said on the next span that ends."""
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     session = _session_with(provider)
-    session.instrumentation.tasks.max_pending = 50  # the recorder's thread drains every 200 ms
+    session.handoff.capacity = 5  # the drain thread wakes every 200 ms
 
     async def main():
-        await asyncio.gather(*(asyncio.create_task(_brief()) for _ in range(500)))
+        await asyncio.gather(*(asyncio.create_task(_brief(), name="brief") for _ in range(300)))
 
     try:
-        assert asyncio.run(main()) is None
-        shed = session.instrumentation.tasks.shed
+        asyncio.run(main())
+        otel_asyncres.flush()
+        dropped = dict(session.handoff.dropped)
     finally:
         otel_asyncres.uninstrument()
-    assert 0 < shed < 500
-    recorded = [s for s in exporter.get_finished_spans() if s.name.endswith("_brief")]
-    # Every brief task was either recorded or shed (asyncio.run's own
-    # housekeeping tasks, spawned while behind too, may be shed as well).
-    assert 500 <= len(recorded) + shed <= 502
+    spans = exporter.get_finished_spans()
+    main_span = next(s for s in spans if s.name.endswith(".main"))
+    shown = len(by_name(spans, "task brief"))
+    assert dropped.get("task", 0) > 0
+    assert shown + main_span.attributes.get(sc.FOLDED_TASKS, 0) == 300  # folded, not lost
+    reported = sum(s.attributes.get(sc.DROPPED_PREFIX + "task", 0) for s in spans)
+    assert reported == dropped["task"]
 
 
 # -- export faults ------------------------------------------------------------------------------------
@@ -660,17 +740,3 @@ def test_collector_refusing_then_accepting():
         assert receiver.span_count() > 0
     reporter = session.export.reporters[0]
     assert reporter.failed > 0 and reporter.exported > 0
-
-
-def test_records_are_consumed_by_the_bridge_in_order(traced_with):
-    """The recorder hands records over in emission order (the bridge relies on it)."""
-    traced = traced_with()
-    asyncio.run(_tree()())
-    recs = traced.records()
-    spawned = {x.task_id for x in recs if isinstance(x, r.TaskSpawned)}
-    first_seen = {}
-    for i, x in enumerate(recs):
-        task_id = getattr(x, "task_id", None)
-        if task_id in spawned and task_id not in first_seen:
-            first_seen[task_id] = (i, type(x).__name__)
-    assert all(kind == "TaskSpawned" for _, kind in first_seen.values())

@@ -303,8 +303,8 @@ def wait_for_threads_to_end(before: set[threading.Thread], timeout: float = 10.0
 def assert_no_internal_errors() -> None:
     session = current_session()
     assert session is not None
-    session.recorder.flush()
-    assert session.recorder.errors == {}, "the instrumentation counted internal errors"
+    session.handoff.flush()
+    assert session.handoff.errors == {}, "the instrumentation counted internal errors"
     assert not session.bridge.errors, "the span bridge counted internal errors"
 
 
