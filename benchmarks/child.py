@@ -89,7 +89,7 @@ def run_workload(spec: dict[str, Any]) -> dict[str, Any]:
     for _ in range(int(spec.get("runs", 1))):
         gc.collect()
         before = setup.counts()
-        shed_before = setup.shed()
+        dropped_before = setup.handoff_dropped()
         resettable = _reset_peak_rss()
         rss_before = _rss_mb()
         if profiler is not None:
@@ -115,7 +115,7 @@ def run_workload(spec: dict[str, Any]) -> dict[str, Any]:
                 "export_seconds": after["export_seconds"] - before["export_seconds"],
                 "rss_before_mb": rss_before,
                 "rss_peak_mb": _peak_rss_mb(resettable),
-                "shed_tasks": setup.shed() - shed_before,
+                "handoff_dropped": setup.handoff_dropped() - dropped_before,
             }
         )
     errors = setup.internal_errors()
@@ -136,10 +136,6 @@ def main(argv: list[str]) -> int:
     kind = spec.get("kind", "workload")
     if kind == "workload":
         result = run_workload(spec)
-    elif kind == "bridge-split":
-        from .micro import bridge_split
-
-        result = bridge_split(spec)
     elif kind == "memory":
         from .micro import memory_per_entity
 

@@ -195,10 +195,10 @@ def live_counts() -> dict[str, int]:
     instrumentation = session.instrumentation
     return {
         "live_tasks": instrumentation.tasks.live_tasks(),
-        "live_resources": instrumentation.resources.live(),
+        "live_resources": instrumentation.resources.live_count(),
         "open_spans": session.bridge.open_spans(),
-        "pending_records": session.recorder.pending(),
-        "shed_tasks": instrumentation.tasks.shed,
+        "pending_entities": session.handoff.pending(),
+        "handoff_dropped": sum(session.handoff.dropped.values()),
     }
 
 

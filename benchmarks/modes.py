@@ -67,17 +67,11 @@ MODES: dict[str, Mode] = {
         ),
         Mode(
             "detailed",
-            "as export, with every option that adds detail on (detail=all, no thresholds, "
-            "op_poll_spans, internal)",
+            "as export, with every option that adds detail on (detail=all: no budget, a poll span "
+            "per poll; internal)",
             "otel_asyncres",
             exporter="otlp",
-            options={
-                "detail": "all",
-                "min_task_duration": 0,
-                "min_wait_duration": 0,
-                "op_poll_spans": True,
-                "internal": True,
-            },
+            options={"detail": "all", "op_poll_spans": True, "internal": True},
         ),
         Mode(
             "otel-asyncio",
@@ -223,7 +217,7 @@ class Setup:
         }
 
     def internal_errors(self) -> dict[str, int]:
-        """otel_asyncres's own counted failures (recorder and bridge), if any."""
+        """otel_asyncres's own counted failures, if any."""
         if self.mode.instrumentation != "otel_asyncres":
             return {}
         try:
@@ -232,24 +226,19 @@ class Setup:
             session = current_session()
             if session is None:
                 return {}
-            errors = dict(getattr(session.recorder, "errors", {}) or {})
-            bridge_errors = getattr(session.bridge, "errors", 0)
-            if bridge_errors:
-                errors["bridge"] = bridge_errors
-            return errors
+            return dict(session.handoff.errors)
         except Exception as exc:  # internal API: report, don't fail the benchmark
             return {f"unreadable ({type(exc).__name__})": 1}
 
-    def shed(self) -> int:
-        """Tasks otel_asyncres did not record because the recorder was behind."""
+    def handoff_dropped(self) -> int:
+        """Entities otel_asyncres folded because its hand-off was full."""
         if self.mode.instrumentation != "otel_asyncres":
             return 0
         try:
             from otel_asyncres.session import current_session
 
             session = current_session()
-            tasks = getattr(getattr(session, "instrumentation", None), "tasks", None)
-            return int(getattr(tasks, "shed", 0) or 0)
+            return sum(session.handoff.dropped.values()) if session is not None else 0
         except Exception:
             return 0
 

@@ -6,8 +6,8 @@ each round each workload in every mode, the order of the modes rotating from
 round to round, so that the drift of a shared, noisy machine falls on all modes
 alike. Prints one table of ratios against the plain run (medians; the range is
 that of the ratios of paired samples, taken in the same round), spans exported
-per second, memory, then the micro-benchmarks (the bridge's share of a span's
-cost, bytes per live task and resource) and the targets met or missed.
+per second, memory, then the memory micro-benchmark (bytes per live task and
+primitive, and per finished one) and the targets met or missed.
 
 ``--quick`` is a smoke run (~30 s); ``--markdown`` prints Markdown;
 ``--update-doc docs/performance.md`` rewrites that file's results section;
@@ -44,16 +44,26 @@ ROOT = Path(__file__).resolve().parent.parent
 QUICK_WORKLOADS = ("async_tree_none", "lock", "queue", "short_tasks", "echo_server")
 QUICK_SCALE = 0.05
 
-#: (mode, workload pattern, limit on the median wall-time ratio): issue 4's targets.
+#: (mode, workload pattern, limit on the median wall-time ratio): issue 11's targets.
 TARGETS: tuple[tuple[str, str, float], ...] = (
-    ("sampled-out", "async_tree_*", 1.15),
-    ("sampled-out", "group:contention", 1.3),
-    ("export", "async_tree_none", 2.0),
-    ("export", "async_tree_io", 1.3),
-    ("export", "async_tree_cpu_io_mixed", 1.3),
+    ("sampled-out", "async_tree_*", 1.10),
+    ("sampled-out", "group:contention", 1.2),
+    ("sampled-out", "short_tasks", 1.2),
+    ("export", "async_tree_none", 1.5),
+    ("export", "async_tree_eager_none", 1.5),
+    ("export", "async_tree_io", 1.2),
+    ("export", "async_tree_memoization", 1.2),
+    ("export", "async_tree_cpu_io_mixed", 1.2),
+    ("export", "async_tree_eager_io", 1.2),
+    ("export", "async_tree_eager_memoization", 1.2),
+    ("export", "async_tree_eager_cpu_io_mixed", 1.2),
+    ("export", "group:contention", 1.5),
+    ("export", "short_tasks", 1.5),
+    ("export", "echo_server", 1.2),
 )
-#: The bridge's own cost per exported span, as a fraction of the SDK's.
-BRIDGE_SHARE_TARGET = 0.20
+#: Memory over plain, per live task and per live primitive (bytes); and left
+#: per finished task.
+MEMORY_TARGETS = {"live_tasks": 1024, "live_locks": 200, "after_tasks": 0}
 
 DOC_START = "<!-- benchmark-results:start -->"
 DOC_END = "<!-- benchmark-results:end -->"
@@ -223,7 +233,7 @@ def summarize(results: dict[str, dict[str, Any]], modes: Sequence[str]) -> dict[
                 row["spans_per_s"] = exported / wall if exported and wall > 0 else None
                 row["dropped"] = sum(max(s["spans"] - s["exported"] - s["failed"], 0) for s in samples)
                 row["failed"] = sum(s["failed"] for s in samples)
-                row["shed"] = _median([s.get("shed_tasks", 0) for s in samples])
+                row["handoff_dropped"] = _median([s.get("handoff_dropped", 0) for s in samples])
                 row["growth_mb"] = _median([max(s["rss_peak_mb"] - s["rss_before_mb"], 0.0) for s in samples])
                 row["peak_mb"] = _median([s["rss_peak_mb"] for s in samples])
                 if plain_samples:
@@ -313,8 +323,8 @@ def results_table(summary: dict[str, dict[str, Any]], modes: Sequence[str]) -> l
             spans = _count(row.get("spans"))
             if row.get("dropped"):
                 spans += f" ({_count(row['dropped'])} dropped)"
-            if row.get("shed"):
-                spans += f" ({_count(row['shed'])} tasks shed)"
+            if row.get("handoff_dropped"):
+                spans += f" ({_count(row['handoff_dropped'])} folded: hand-off full)"
             rate = row.get("spans_per_s")
             rows.append(
                 [
@@ -373,53 +383,55 @@ def targets_table(
                     _verdict(ratio <= limit, cpu is None or cpu <= limit),
                 ]
             )
-    for split in micro.get("bridge_split", []):
-        share = split.get("bridge_share_of_sdk")
-        if share is None:
-            continue
-        rows.append(
-            [
-                f"bridge <= {BRIDGE_SHARE_TARGET:.0%} of SDK per span",
-                split["workload"],
-                f"{share:.0%}",
-                "yes" if share <= BRIDGE_SHARE_TARGET else "no",
-            ]
-        )
+    for workload, by_mode in summary.items():
+        mine = by_mode.get("detailed", {}).get("cpu_us_per_span")
+        theirs = by_mode.get("otel-asyncio", {}).get("cpu_us_per_span")
+        if mine is not None and theirs is not None:
+            rows.append(
+                [
+                    "detailed: extra CPU per span <= otel-asyncio's",
+                    workload,
+                    f"{mine:.0f} µs / {theirs:.0f} µs",
+                    "yes" if mine <= theirs else "no",
+                ]
+            )
+    rows += _memory_targets(micro.get("memory", {}))
     notes = []
     if len(rows) == 1:
         notes.append("(no target applies to the selection)")
     return rows, notes
 
 
-def micro_tables(micro: dict[str, Any]) -> list[tuple[str, list[list[str]]]]:
-    tables = []
-    splits = micro.get("bridge_split", [])
-    if splits:
-        rows = [
-            [
-                "records of",
-                "records",
-                "spans",
-                "bridge µs/span",
-                "SDK µs/span",
-                "bare SDK start+end µs",
-                "bridge / SDK",
-            ]
-        ]
-        for s in splits:
-            share = s.get("bridge_share_of_sdk")
+def _memory_targets(memory: dict[str, Any]) -> list[list[str]]:
+    """Bytes per entity over plain, against MEMORY_TARGETS, for each mode measured."""
+    plain = memory.get(BASELINE)
+    if plain is None:
+        return []
+    n = plain["n"]
+    labels = {
+        "live_tasks": "per live task",
+        "live_locks": "per live primitive (a held Lock)",
+        "after_tasks": "left per finished task",
+    }
+    rows = []
+    for mode, m in memory.items():
+        if mode == BASELINE:
+            continue
+        for key, limit in MEMORY_TARGETS.items():
+            extra = (m[key]["total"] - plain[key]["total"]) / n
             rows.append(
                 [
-                    f"{s['workload']} (scale {s['scale']:.3g})",
-                    _count(s["records"]),
-                    _count(s["spans"]),
-                    f"{s['bridge_us_per_span']:.1f}",
-                    f"{s['sdk_us_per_span']:.1f}",
-                    f"{s['bare_sdk_us_per_span']:.1f}",
-                    f"{share:.0%}" if share is not None else "-",
+                    f"memory {labels[key]} <= +{limit} B",
+                    mode,
+                    f"+{extra:.0f} B",
+                    "yes" if extra <= limit else "no",
                 ]
             )
-        tables.append(("Bridge vs SDK, per span (records replayed into SpanBridge)", rows))
+    return rows
+
+
+def micro_tables(micro: dict[str, Any]) -> list[tuple[str, list[list[str]]]]:
+    tables = []
     memory = micro.get("memory", {})
     if BASELINE in memory and len(memory) > 1:
         plain = memory[BASELINE]
@@ -539,9 +551,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="BatchSpanProcessor max_queue_size in the exporting modes (0: the SDK default, 2048)",
     )
     p.add_argument("--timeout", type=float, default=1800.0, help="seconds a child may take")
-    p.add_argument(
-        "--no-micro", action="store_true", help="skip the bridge-split and memory micro-benchmarks"
-    )
+    p.add_argument("--no-micro", action="store_true", help="skip the memory micro-benchmark")
     p.add_argument("--micro-only", action="store_true", help="only the micro-benchmarks")
     p.add_argument("--json", type=Path, help="write every sample and the summary to this file")
     p.add_argument("--markdown", action="store_true", help="print Markdown tables")
@@ -675,9 +685,9 @@ def run_suite(args: argparse.Namespace) -> dict[str, Any]:
                         problems.append(f"{where}: {ended - exported - failed} of {ended} spans dropped")
                     if failed:
                         problems.append(f"{where}: {failed} spans failed to export")
-                    shed = sum(s.get("shed_tasks", 0) for s in samples)
-                    if shed:
-                        problems.append(f"{where}: otel_asyncres shed {shed} tasks (recorder behind)")
+                    dropped = sum(s.get("handoff_dropped", 0) for s in samples)
+                    if dropped:
+                        problems.append(f"{where}: otel_asyncres's hand-off was full {dropped} times")
                     if receiver and MODES[m].needs_receiver:
                         received = receiver.count() - received_before
                         sent = res.data.get("exported_total", exported)
@@ -752,25 +762,14 @@ def assemble(
 
 def micro_plan(args: argparse.Namespace) -> list[dict[str, Any]]:
     small = args.scale < 1.0
-    specs: list[dict[str, Any]] = [
-        # A tree one level smaller (9,331 tasks), so that the recorded batch fits easily.
-        {
-            "kind": "bridge-split",
-            "workload": "async_tree_none",
-            "scale": args.scale / 6,
-            "repeats": 1 if small else 5,
-        },
-        {"kind": "bridge-split", "workload": "lock", "scale": args.scale / 3, "repeats": 1 if small else 5},
-    ]
     n = 10000 if not small else max(200, round(10000 * args.scale))
-    specs += [{"kind": "memory", "mode": m, "n": n} for m in (BASELINE, "export-null")]
-    return specs
+    return [{"kind": "memory", "mode": m, "n": n} for m in (BASELINE, "export-null")]
 
 
 def run_micro(
     args: argparse.Namespace, specs: list[dict[str, Any]], progress: Progress, problems: list[str]
 ) -> dict[str, Any]:
-    micro: dict[str, Any] = {"bridge_split": [], "memory": {}}
+    micro: dict[str, Any] = {"memory": {}}
     for spec in specs:
         res = run_child(args.python, spec, args.timeout)
         label = f"micro {spec['kind']} {spec.get('workload') or spec.get('mode')}"
@@ -779,12 +778,7 @@ def run_micro(
             progress(f"{label} FAILED")
             continue
         problems += _stderr_problems(label, res.stderr)
-        if spec["kind"] == "bridge-split":
-            micro["bridge_split"].append(res.data)
-            if res.data.get("bridge_errors"):
-                problems.append(f"{label}: the bridge counted {res.data['bridge_errors']} errors")
-        else:
-            micro["memory"][spec["mode"]] = res.data
+        micro["memory"][spec["mode"]] = res.data
         progress(f"{label} ({res.seconds:.1f}s)")
     return micro
 
@@ -933,7 +927,7 @@ def _package(filename: str) -> str:
 def _thread_role(frames: Sequence[str]) -> str:
     text = ";".join(frames)
     if "Recorder._run" in text or "_drain" in text:
-        return "records to spans: the bridge and the SDK (recorder thread, or the flush)"
+        return "shown entities to spans: the bridge and the SDK (hand-off thread, or the flush)"
     if "_shared_internal" in text:
         return "export: BatchSpanProcessor, OTLP encoding, gRPC (its thread, or the flush)"
     if "run_workload" in text:
