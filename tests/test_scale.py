@@ -329,6 +329,28 @@ def test_past_the_budget_the_shortest_are_folded_and_every_one_counted():
     assert main_span.attributes[sc.FOLDED_TASKS_PREFIX + "ok"] == main_span.attributes[sc.FOLDED_TASKS]
 
 
+def test_long_lived_tasks_are_shown_within_the_budget_too():
+    """Tasks that live past a second are shown while they live, but through
+    the budget: a thousand of them alive at once are not all made spans."""
+    handle = make_traced(budget="50")
+
+    async def sleeper():
+        await asyncio.sleep(1.4)
+
+    async def main():
+        await asyncio.gather(*(asyncio.create_task(sleeper(), name="sleeper") for _ in range(1000)))
+
+    try:
+        asyncio.run(main())
+        spans = handle.spans()
+    finally:
+        otel_asyncres.uninstrument()
+    shown = by_name(spans, "task sleeper")
+    main_span = next(s for s in spans if s.name.endswith(".main"))
+    assert 0 < len(shown) < 500
+    assert len(shown) + main_span.attributes[sc.FOLDED_TASKS] == 1000
+
+
 def test_every_id_in_a_trace_names_a_span_of_it_or_says_it_was_folded():
     """Under a budget that folds most of a program, each task id an event or
     an attribute names is a span of the same trace, or comes with the task's

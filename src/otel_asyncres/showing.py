@@ -256,7 +256,13 @@ class Policy:
         """Show the live entities that have lived long enough (each
         iterable oldest first: the walk stops at the first young one)."""
         for entity in entities:
-            if now - entity.start < LIVE_SHOWN_AFTER_NS:
+            age = now - entity.start
+            if age < LIVE_SHOWN_AFTER_NS:
                 break
             if entity.fate == Fate.UNDECIDED and not entity.ended:
+                # Through the budget like every other span: a slow loop with
+                # thousands of live tasks would otherwise show them all. One
+                # refused now is asked again on the next sweep, or at its end.
+                if not self.budget.admits(age, 1 + len(entity.events or ()), now):
+                    return
                 self.show(entity)
