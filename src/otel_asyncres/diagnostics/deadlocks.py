@@ -135,8 +135,14 @@ class DeadlockDetector:
     def _deadlocked_from(start: TaskState) -> dict[TaskState, list[_Edge]]:
         """The greatest set of blocked tasks, reachable from ``start``, each
         of whose ops is on owners that are all in the set, with their ops."""
-        waits: dict[TaskState, list[_Edge]] = {}
-        pending = [start]
+        if not blocked(start):
+            return {}
+        edges = _edges(start)
+        for edge in edges:  # most parks: on a task that runs, or a resource nobody holds
+            if not edge[4] or not all(blocked(owner) for owner in edge[4]):
+                return {}
+        waits: dict[TaskState, list[_Edge]] = {start: edges}
+        pending = [owner for edge in edges for owner in edge[4]]
         while pending:
             st = pending.pop()
             if st in waits or not blocked(st):

@@ -21,10 +21,12 @@ import sys
 import weakref
 from asyncio import constants, format_helpers
 from collections.abc import Callable
+from contextvars import Context
 from typing import TYPE_CHECKING, Any
 
 from .loops import definitions
 from .patching import Patcher
+from .task_state import MUTED_CONTEXT
 
 if TYPE_CHECKING:
     from .tasks import TaskTracker
@@ -63,33 +65,39 @@ def _hook__call_soon(tracker: TaskTracker, original: Callable[..., Any]) -> Call
     unrecorded = tracker.UNRECORDED_STEP
 
     def _call_soon(loop: Any, callback: Any, args: Any, context: Any) -> Any:
-        step = task_step(loop, callback, args, context)
-        if step is unrecorded:
-            return _trimmed(original(loop, callback, args, context))
-        if step is not None:
-            mark = tracker.marker(step[0], step[1], args)
-            ready = loop._ready
-            ready.append(mark)
+        if type(context) is Context and context.get(MUTED_CONTEXT):
+            # A sampled-out program's step or callback: one lookup, no more.
             handle = original(loop, callback, args, context)
-            ready.append(mark)
-            return _trimmed(handle)
-        cause = cause_of(callback, args)
-        if cause is not None:
-            callback, args = run_caused, (cause, callback, *args)
-        return _trimmed(original(loop, callback, args, context))
+        else:
+            step = task_step(loop, callback, args, context)
+            if step is unrecorded:
+                handle = original(loop, callback, args, context)
+            elif step is not None:
+                st = step[0]
+                st.scheduled_args = args  # the marker is the state itself
+                ready = loop._ready
+                ready.append(st)
+                handle = original(loop, callback, args, context)
+                ready.append(st)
+            else:
+                cause = cause_of(callback, args)
+                if cause is not None:
+                    callback, args = run_caused, (cause, callback, *args)
+                handle = original(loop, callback, args, context)
+        if handle._source_traceback:
+            _retrace(handle)
+        return handle
 
     _call_soon.__wrapped__ = original  # type: ignore[attr-defined]
     return _call_soon
 
 
-def _trimmed(handle: Any) -> Any:
+def _retrace(handle: Any) -> None:
     """In debug mode a handle records the (depth-limited) stack it was made
     in: record it again from the hook's caller, as if there were no hook.
     asyncio's own ``_call_soon`` frame counted in the depth, hence one less."""
-    if handle._source_traceback:
-        depth = constants.DEBUG_STACK_DEPTH - 1
-        handle._source_traceback = format_helpers.extract_stack(sys._getframe(2), limit=depth)
-    return handle
+    depth = constants.DEBUG_STACK_DEPTH - 1
+    handle._source_traceback = format_helpers.extract_stack(sys._getframe(2), limit=depth)
 
 
 def _hook_call_soon(tracker: TaskTracker, original: Callable[..., Any]) -> Callable[..., Any]:

@@ -497,14 +497,15 @@ def hook_setattr(cls: type, registry: ResourceRegistry, patcher: Patcher, watche
     Reads are untouched; the write itself happens first and as before, so
     nothing can fail differently."""
     base: Callable[[Any, str, Any], None] = cls.__setattr__  # type: ignore[assignment]
-    family_lookup, known = registry.family_of, registry.get
+    family_lookup, known = registry.family_of, registry._states.get  # never rebound
+    muted = MUTED_CONTEXT.get
 
     def __setattr__(self: Any, name: str, value: Any) -> None:
         base(self, name, value)
         if name not in watched or not registry.active:
             return
-        rs = known(self)
-        if rs is None and MUTED_CONTEXT.get():  # a sampled-out program's: nothing to look at
+        rs = known(id(self))
+        if rs is None and muted():  # a sampled-out program's: nothing to look at
             return
         family = family_lookup(self)
         if family is None or name not in family.watched:

@@ -28,9 +28,7 @@ if TYPE_CHECKING:
 #: spawns copy its context, so they are muted too, and every hook tells a
 #: muted task by one lookup in the context it is scheduled in, without
 #: keeping anything per task.
-MUTED_CONTEXT: contextvars.ContextVar[bool | None] = contextvars.ContextVar(
-    "otel_asyncres_muted", default=None
-)
+MUTED_CONTEXT: contextvars.ContextVar[bool] = contextvars.ContextVar("otel_asyncres_muted", default=False)
 
 
 class TaskState(Entity):

@@ -240,11 +240,6 @@ class TaskTracker:
             return None
         return UNRECORDED_STEP if st is MUTED else (st, task)
 
-    def marker(self, st: TaskState, task: Any, args: tuple[Any, ...]) -> TaskState:
-        """The marker that brackets the step being scheduled: the state itself."""
-        st.scheduled_args = args
-        return st
-
     def cause_of(self, callback: Any, args: tuple[Any, ...]) -> TaskState | None:
         """The task on whose behalf one of asyncio's own done-callbacks is being
         scheduled (gather's, wait's, TaskGroup's, shield's): when it runs,
