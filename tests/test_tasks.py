@@ -185,6 +185,27 @@ def test_outcomes_error_and_cancelled(traced, run):
     assert not events(slow, "exception")
 
 
+@pytest.mark.parametrize(
+    ("raised", "outcome"),
+    [(SystemExit(0), "ok"), (SystemExit(None), "ok"), (SystemExit(3), "error"), (KeyboardInterrupt(), "cancelled")],
+)
+def test_a_clean_exit_is_ok_and_an_interrupt_is_no_error(traced, raised, outcome):
+    """``sys.exit(0)`` in a task ends it as cleanly as returning would; a
+    KeyboardInterrupt interrupts it: neither is shown as an (empty) error."""
+
+    async def main():
+        await asyncio.sleep(0)
+        raise raised
+
+    with pytest.raises(type(raised)):
+        asyncio.run(main())
+    (span,) = [s for s in traced.spans() if s.name.endswith(".main")]
+    assert span.attributes[sc.TASK_OUTCOME] == outcome
+    failed = outcome == "error"
+    assert (span.status.status_code is StatusCode.ERROR) == failed
+    assert bool(events(span, "exception")) == failed
+
+
 def test_cancel_while_waiting_drops_the_waker(traced, run):
     async def waiter(fut):
         try:

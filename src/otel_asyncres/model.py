@@ -67,6 +67,19 @@ class Outcome:
     #: Endings that are always shown, whatever the budget: something failed.
     FAILED = frozenset({ERROR, LOST, TIMED_OUT})
 
+    @staticmethod
+    def of_exception(exc: BaseException | None) -> str:
+        """How something that finished with ``exc`` ended, as a reader of the
+        trace would say it: ``sys.exit(0)`` is a clean exit, not an error, and
+        Ctrl-C interrupts (cancels) what was running rather than failing it."""
+        if exc is None:
+            return Outcome.OK
+        if isinstance(exc, SystemExit) and exc.code in (None, 0):
+            return Outcome.OK
+        if isinstance(exc, KeyboardInterrupt):
+            return Outcome.CANCELLED
+        return Outcome.ERROR
+
 
 class WakeCause:
     """Why a task was scheduled."""

@@ -45,7 +45,7 @@ def task_outcome(task: Any) -> str:
         return "pending"
     if task.cancelled():
         return Outcome.CANCELLED
-    return Outcome.OK if task._exception is None else Outcome.ERROR
+    return Outcome.of_exception(task._exception)
 
 
 class Joins:

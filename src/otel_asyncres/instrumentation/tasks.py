@@ -682,10 +682,8 @@ class TaskTracker:
             # ``_exception`` reads the outcome without marking it retrieved, so
             # "Task exception was never retrieved" is still logged as before.
             exc = task._exception
-            if exc is None:
-                st.outcome = Outcome.OK
-            else:
-                st.outcome = Outcome.ERROR
+            st.outcome = Outcome.of_exception(exc)
+            if st.outcome == Outcome.ERROR:
                 st.error = error_info(exc)
         self.forget(st)
         self.end(st, now)

@@ -302,4 +302,4 @@ def future_outcome(future: Any) -> str:
         return Outcome.LOST
     if future.cancelled():
         return Outcome.CANCELLED
-    return Outcome.OK if future._exception is None else Outcome.ERROR
+    return Outcome.of_exception(future._exception)
