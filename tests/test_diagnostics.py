@@ -458,20 +458,31 @@ def test_contention_and_timeouts_are_not_deadlocks(diagnosed, run):
 # -- logging and configuration -----------------------------------------------------------------
 
 
-def test_each_kind_is_logged_once_per_task(diagnosed, caplog):
-    diagnosed(long_poll_threshold="20ms")
+async def _three_long_polls():
+    for _ in range(3):
+        time.sleep(0.03)
+        await asyncio.sleep(0)
 
-    async def blocker():
-        for _ in range(3):
-            time.sleep(0.03)
-            await asyncio.sleep(0)
 
+def test_each_kind_is_logged_once_per_task_when_asked(diagnosed, caplog):
+    diagnosed(long_poll_threshold="20ms", log_diagnostics="true")
     with caplog.at_level(logging.WARNING, logger="otel_asyncres"):
-        asyncio.run(blocker())
+        asyncio.run(_three_long_polls())
         otel_asyncres.uninstrument()
     ours = [r for r in caplog.records if r.name == "otel_asyncres"]
     assert len(ours) == 1, [r.getMessage() for r in ours]
     assert ours[0].getMessage().startswith("long poll: task ")
+
+
+def test_diagnostics_add_no_record_to_the_programs_logs_by_default(diagnosed, caplog):
+    """A program that asserts on its own log records sees the same ones
+    instrumented: the diagnostic travels on the span, not in the logs."""
+    handle = diagnosed(long_poll_threshold="20ms")
+    with caplog.at_level(logging.DEBUG):
+        asyncio.run(_three_long_polls())
+        otel_asyncres.uninstrument()
+    assert {kind for kind, _ in lints(handle.spans())} == {"long_poll"}
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("otel_asyncres")] == []
 
 
 @pytest.mark.parametrize(

@@ -187,7 +187,12 @@ def test_outcomes_error_and_cancelled(traced, run):
 
 @pytest.mark.parametrize(
     ("raised", "outcome"),
-    [(SystemExit(0), "ok"), (SystemExit(None), "ok"), (SystemExit(3), "error"), (KeyboardInterrupt(), "cancelled")],
+    [
+        (SystemExit(0), "ok"),
+        (SystemExit(None), "ok"),
+        (SystemExit(3), "error"),
+        (KeyboardInterrupt(), "cancelled"),
+    ],
 )
 def test_a_clean_exit_is_ok_and_an_interrupt_is_no_error(traced, raised, outcome):
     """``sys.exit(0)`` in a task ends it as cleanly as returning would; a

@@ -73,6 +73,10 @@ class Settings:
     self_wake_ratio: float | None = 0.5
     lost_wakers: bool = True
     deadlocks: bool = True
+    #: Diagnostics also logged to the ``otel_asyncres`` logger (off: they
+    #: travel only as span events, metrics and the exit summary, so a
+    #: program's own log stream stays what it was).
+    log_diagnostics: bool = False
     #: Runtime metrics (when there is a MeterProvider, or an OTLP endpoint).
     metrics: bool = True
     #: The export queue of a provider this package builds (OTEL_BSP_*).
@@ -215,6 +219,11 @@ OPTIONS = (
     Option("lost_wakers", _boolean, "look for tasks that nothing can wake (lost_waker): true or false"),
     Option(
         "deadlocks", _boolean, "look for tasks waiting for each other in a cycle (deadlock): true or false"
+    ),
+    Option(
+        "log_diagnostics",
+        _boolean,
+        "also log each diagnostic (WARNING/ERROR) to the otel_asyncres logger: true or false",
     ),
     Option("metrics", _boolean, "runtime metrics, with a MeterProvider or an OTLP endpoint: true or false"),
 )

@@ -194,6 +194,7 @@ def lint_options(settings: Settings, on_deadlock: Callable[[Deadlock], Any] | No
         lost_wakers=settings.lost_wakers,
         deadlocks=settings.deadlocks,
         on_deadlock=on_deadlock,
+        log=settings.log_diagnostics,
     )
 
 

@@ -14,8 +14,10 @@ locks and permits. Nothing is made per event to find them.
 - ``deadlock``: a cycle in the wait-for graph (``deadlocks``), when a task parks.
 
 A finding is a ``LINT`` event on its task, always kept (the task becomes a
-span whatever the budget), counted for the exit summary and logged once per
-kind and task to the ``otel_asyncres`` logger.
+span whatever the budget) and counted for the exit summary. It is logged
+(once per kind and task, to the ``otel_asyncres`` logger) only with
+``log_diagnostics``: diagnostics are data, and a program's own log stream
+must stay what it was.
 """
 
 from __future__ import annotations
@@ -77,6 +79,10 @@ class LintOptions:
     deadlocks: bool = True
     #: Called with each new deadlock, on the hand-off's thread.
     on_deadlock: Callable[[Deadlock], Any] | None = None
+    #: Log each diagnostic to the ``otel_asyncres`` logger too (once per
+    #: kind and task). Off by default: a program that asserts on its own log
+    #: records must see the same records instrumented.
+    log: bool = False
 
     def any(self) -> bool:
         limits = (self.long_poll_ns, self.self_wake_ratio, self.long_wait_ns)
@@ -113,7 +119,7 @@ class Lints:
         attributes: dict[str, StateValue],
     ) -> None:
         """A finding about a task: an event on its span (made a span for it),
-        counted, and logged once per kind and task."""
+        counted, and logged once per kind and task if asked for."""
         self.counts[kind] = self.counts.get(kind, 0) + 1
         first = st.lints is None or kind not in st.lints
         if st.lints is None:
@@ -121,7 +127,7 @@ class Lints:
         st.lints.add(kind)
         flat = tuple(item for pair in attributes.items() for item in pair)
         self._policy.must_keep(st, (Event.LINT, now, kind, severity, message, flat))
-        if first:
+        if first and self.options.log:
             label = f"task {st.label()} #{st.id}"
             if st.location is not None:
                 label += f" (spawned at {st.location})"
