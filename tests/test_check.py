@@ -141,6 +141,7 @@ def test_service_name_sources(env: pytest.MonkeyPatch, capsys: pytest.CaptureFix
         ([], {"OTEL_ASYNCRES_MIN_TASK_DURATION": "soon"}, "OTEL_ASYNCRES_MIN_TASK_DURATION='soon'"),
         ([], {"OTEL_EXPORTER_OTLP_ENDPOINT": "localhost:4317"}, "localhost:4317"),
         ([], {"OTEL_SDK_DISABLED": "1"}, "OTEL_SDK_DISABLED='1'"),
+        ([], {"OTEL_TRACES_SAMPLER": "bogus"}, "OTEL_TRACES_SAMPLER='bogus'"),
     ],
 )
 def test_bad_configuration_is_status_2(

@@ -543,6 +543,12 @@ BAD_CONFIG = {
     "op-poll-spans-env": ([], {"OTEL_ASYNCRES_OP_POLL_SPANS": "maybe"}, "maybe"),
     "op-parent-flag": (["--op-parent", "nobody"], {}, "nobody"),
     "sdk-disabled-env": ([], {"OTEL_SDK_DISABLED": "1"}, "OTEL_SDK_DISABLED='1'"),
+    "sampler-env": ([], {"OTEL_TRACES_SAMPLER": "bogus"}, "OTEL_TRACES_SAMPLER='bogus'"),
+    "sampler-ratio-env": (
+        [],
+        {"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "2"},
+        "OTEL_TRACES_SAMPLER_ARG='2'",
+    ),
     "bsp-queue-env": ([], {"OTEL_BSP_MAX_QUEUE_SIZE": "lots"}, "OTEL_BSP_MAX_QUEUE_SIZE='lots'"),
     "bsp-delay-env": ([], {"OTEL_BSP_SCHEDULE_DELAY": "0"}, "OTEL_BSP_SCHEDULE_DELAY='0'"),
     "bsp-batch-env": (
@@ -585,6 +591,17 @@ def test_good_configuration_runs_the_program(tmp_path: Path) -> None:
     assert (tmp_path / "ran").exists()
     assert ours.stdout == "the program ran\n"
     assert ours.stderr == ""
+
+
+@pytest.mark.parametrize(
+    "sampler", [{"OTEL_TRACES_SAMPLER": "ParentBased_TraceIdRatio", "OTEL_TRACES_SAMPLER_ARG": "0.5"}, {}]
+)
+def test_a_sampler_the_sdk_knows_runs_the_program(tmp_path: Path, sampler: dict[str, str]) -> None:
+    """The control for the sampler cases above (names in any case, as the SDK reads them)."""
+    script = write(tmp_path / "marker.py", MARKER_SCRIPT)
+    ours = run([*CLI, "--exporter", "none", str(script)], env=child_env(**sampler))
+    assert ours.returncode == 0, ours.stderr
+    assert (tmp_path / "ran").exists()
 
 
 # -- the default console view, and silence ---------------------------------------------------

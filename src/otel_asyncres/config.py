@@ -259,6 +259,7 @@ def load_settings(
     if unknown:
         raise ConfigError(f"unknown option {unknown[0]!r}; known options: {', '.join(OPTION_NAMES)}")
     if exporting:
+        _check_sampler(env)
         exporters, endpoint, protocol = _exporter_settings(options, env)
         export_queue = _export_queue_settings(env)
     else:
@@ -336,6 +337,50 @@ def _exporter_settings(
             )
         exporters = tuple(dict.fromkeys(p for p in parts if p != "none"))
     return exporters, endpoint, protocol
+
+
+#: The samplers the OpenTelemetry SDK knows by name (OTEL_TRACES_SAMPLER),
+#: and those of them that read OTEL_TRACES_SAMPLER_ARG as a ratio.
+SAMPLERS = (
+    "always_on",
+    "always_off",
+    "traceidratio",
+    "parentbased_always_on",
+    "parentbased_always_off",
+    "parentbased_traceidratio",
+)
+_RATIO_SAMPLERS = ("traceidratio", "parentbased_traceidratio")
+
+
+def _check_sampler(env: Mapping[str, str]) -> None:
+    """OTEL_TRACES_SAMPLER as the provider we build will read it. The SDK
+    logs a line for a name or a ratio it does not understand and samples
+    everything instead; here that is an error, before the program runs. A
+    sampler installed as an ``opentelemetry_traces_sampler`` entry point is
+    a name the SDK knows too."""
+    value = env.get("OTEL_TRACES_SAMPLER")
+    if value is None or not value.strip():
+        return
+    name = value.strip().lower()
+    if name not in SAMPLERS and name not in _sampler_entry_points():
+        raise ConfigError(
+            f"OTEL_TRACES_SAMPLER={value!r} is not a sampler the OpenTelemetry SDK knows; "
+            f"use one of: {', '.join(SAMPLERS)} (or an installed sampler's entry point name)"
+        )
+    arg = env.get("OTEL_TRACES_SAMPLER_ARG")
+    if name in _RATIO_SAMPLERS and arg is not None and arg.strip():
+        try:
+            ratio = float(arg)
+        except ValueError:
+            ratio = -1.0
+        if not 0.0 <= ratio <= 1.0:
+            raise ConfigError(f"OTEL_TRACES_SAMPLER_ARG={arg!r} is not a ratio between 0 and 1 (for {name})")
+
+
+def _sampler_entry_points() -> set[str]:
+    from importlib.metadata import entry_points  # only for a name that is not built in
+
+    return {ep.name.lower() for ep in entry_points(group="opentelemetry_traces_sampler")}
 
 
 def _endpoint(options: Mapping[str, Any], env: Mapping[str, str], protocol: str) -> tuple[str, bool]:
