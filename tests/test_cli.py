@@ -544,6 +544,7 @@ BAD_CONFIG = {
     "op-parent-flag": (["--op-parent", "nobody"], {}, "nobody"),
     "sdk-disabled-env": ([], {"OTEL_SDK_DISABLED": "1"}, "OTEL_SDK_DISABLED='1'"),
     "sampler-env": ([], {"OTEL_TRACES_SAMPLER": "bogus"}, "OTEL_TRACES_SAMPLER='bogus'"),
+    "timeout-env": ([], {"OTEL_EXPORTER_OTLP_TIMEOUT": "soon"}, "OTEL_EXPORTER_OTLP_TIMEOUT='soon'"),
     "sampler-ratio-env": (
         [],
         {"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "2"},

@@ -45,6 +45,12 @@ class ExportQueueSettings:
     max_queue_size: int = 8192
     max_export_batch_size: int = 512
     schedule_delay: float = 1.0  # seconds
+    #: How long the export at exit may take in all (seconds): the OTLP
+    #: timeout when one is set (OTEL_EXPORTER_OTLP_TRACES_TIMEOUT or
+    #: OTEL_EXPORTER_OTLP_TIMEOUT, in seconds as the Python exporters read
+    #: it), else a short default: a collector that is down must not hold a
+    #: program's exit for the exporters' retries.
+    exit_timeout: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -293,7 +299,22 @@ def _export_queue_settings(env: Mapping[str, str]) -> ExportQueueSettings:
         raise ConfigError(
             f"OTEL_BSP_MAX_EXPORT_BATCH_SIZE={batch} is larger than OTEL_BSP_MAX_QUEUE_SIZE={queue}"
         )
-    return ExportQueueSettings(queue, batch, delay_ms / 1000)
+    return ExportQueueSettings(queue, batch, delay_ms / 1000, _exit_timeout(env, default.exit_timeout))
+
+
+def _exit_timeout(env: Mapping[str, str], default: float) -> float:
+    for name in ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT"):
+        value = _text(env.get(name))
+        if value is None:
+            continue
+        try:
+            seconds = float(value)
+        except ValueError:
+            raise ConfigError(f"{name}={value!r} is not a number of seconds") from None
+        if not seconds > 0:
+            raise ConfigError(f"{name}={value!r} must be positive")
+        return seconds
+    return default
 
 
 def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:

@@ -10,6 +10,7 @@ the session then owns and shuts down. Every knob is resolved from
 from __future__ import annotations
 
 import atexit
+import contextlib
 import sys
 import threading
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from opentelemetry import trace
 from .bridge import BridgeOptions, SpanBridge
 from .config import Settings, load_settings, sdk_disabled
 from .diagnostics import Deadlock, LintOptions
+from .export.exit import ExitDeadline, GivesUp
 from .export.metrics import (
     ReportingMetricExporter,
     application_meter_provider,
@@ -58,6 +60,8 @@ class Session:
             )
         self.provider = tracer_provider
         self._exporter_log = ExporterLog(self.export.reporters)
+        for reporter in self.export.reporters:
+            reporter.on_first_failure = self._say_export_fails
         tracer = tracer_provider.get_tracer("otel_asyncres", __version__)
         self.handoff = Handoff()
         options = bridge_options(settings, _event_limit(tracer_provider))
@@ -89,6 +93,8 @@ class Session:
         self.handoff.add_ticker(tasks.poke)
         self._closed = False
         self._lock = threading.Lock()
+        #: Bounds the export at exit (a watcher thread, made at ``start``).
+        self._exit_deadline = ExitDeadline(())
 
     def _add_metrics(self, meter: Any) -> None:
         from .bridge.metrics import RuntimeMetrics
@@ -107,6 +113,7 @@ class Session:
         self.handoff.add_consumer(metrics)
 
     def start(self) -> None:
+        self._exit_deadline = ExitDeadline(self._exporters())
         if self.export.reporters:
             self._exporter_log.attach()
         self.instrumentation.install()
@@ -130,16 +137,38 @@ class Session:
             self.instrumentation.finish()
         except Exception as exc:
             self.handoff.count_error("finish", exc)
-        self.handoff.close()
-        _force_flush(self.provider)
-        if self.owns_provider:
-            self.provider.shutdown()
-        if self.meter_provider is not None:
-            _force_flush(self.meter_provider)
-            if self.metrics_reporter is not None:  # made here
-                self.meter_provider.shutdown()
+        limit = self.settings.export_queue.exit_timeout
+        self._exit_deadline.arm(limit)
+        try:
+            self.handoff.close()
+            _force_flush(self.provider, int(limit * 1000))
+            if self.owns_provider:
+                self.provider.shutdown()
+            if self.meter_provider is not None:
+                _force_flush(self.meter_provider, int(limit * 1000))
+                if self.metrics_reporter is not None:  # made here
+                    self.meter_provider.shutdown()
+        finally:
+            self._exit_deadline.done()
         self._exporter_log.detach()
         self._report(report or sys.stderr)
+
+    def _say_export_fails(self, line: str) -> None:
+        """The first failed export, said when it happens (on the export's
+        thread): the program goes on, and a user waiting for its exit knows why."""
+        limit = self.settings.export_queue.exit_timeout
+        with contextlib.suppress(Exception):  # a closed stderr must not break the export thread
+            sys.stderr.write(
+                f"{line} (the spans of a failed export are lost and counted; "
+                f"at exit the export gives up after {limit:g} s)\n"
+            )
+
+    def _exporters(self) -> list[GivesUp]:
+        """The exporters made here, which the exit deadline may give up."""
+        made: list[GivesUp] = list(self.export.reporters)
+        if self.metrics_reporter is not None:
+            made.append(self.metrics_reporter)
+        return made
 
     def _report(self, stream: TextIO) -> None:
         lines = self.export.summaries()

@@ -30,6 +30,7 @@ from opentelemetry.sdk.metrics.export import (
 from opentelemetry.sdk.resources import Resource
 
 from ..config import Settings
+from .exit import GivesUp
 
 _TRACES_PATH = "/v1/traces"
 
@@ -67,7 +68,7 @@ def otlp_metric_exporter(settings: Settings) -> MetricExporter:
     return Http(endpoint=endpoint)
 
 
-class ReportingMetricExporter(MetricExporter):
+class ReportingMetricExporter(GivesUp, MetricExporter):
     """Counts the metric exports that failed, and hears why (see ExporterLog),
     so that a collector that takes no metrics is one line at exit."""
 
@@ -88,16 +89,22 @@ class ReportingMetricExporter(MetricExporter):
     def export(
         self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
     ) -> MetricExportResult:
-        try:
-            result = self.inner.export(metrics_data, timeout_millis=timeout_millis, **kwargs)
-        except Exception as exc:  # an exporter bug must not kill the reader's thread
+        if self.given_up:
             result = MetricExportResult.FAILURE
-            self.last_error = f"{type(exc).__name__}: {exc}"
+        else:
+            result = self._export(metrics_data, timeout_millis, **kwargs)
         with self._lock:
             self.exports += 1
             if result is not MetricExportResult.SUCCESS:
                 self.failed += 1
         return result
+
+    def _export(self, metrics_data: MetricsData, timeout_millis: float, **kwargs: Any) -> MetricExportResult:
+        try:
+            return self.inner.export(metrics_data, timeout_millis=timeout_millis, **kwargs)
+        except Exception as exc:  # an exporter bug must not kill the reader's thread
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            return MetricExportResult.FAILURE
 
     def force_flush(self, timeout_millis: float = 10_000) -> bool:
         return self.inner.force_flush(timeout_millis)
@@ -111,7 +118,9 @@ class ReportingMetricExporter(MetricExporter):
     def summary(self) -> str | None:
         if not self.failed:
             return None
-        why = self.last_error or "the exporter reported failure"
+        why = self.last_error or (
+            "the export at exit ran out of time" if self.given_up else "the exporter reported failure"
+        )
         if _REFUSED.search(why):
             return (
                 f"otel-asyncres: {self.description} takes no metrics (Jaeger and Tempo take only "

@@ -14,7 +14,7 @@ import logging
 import re
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol, TextIO
 
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
@@ -27,10 +27,11 @@ from opentelemetry.sdk.trace.export import (
 
 from ..config import Settings
 from .console import ConsoleTreeExporter
+from .exit import GivesUp
 from .queue import ExportQueue
 
 
-class ReportingExporter(SpanExporter):
+class ReportingExporter(GivesUp, SpanExporter):
     """Counts exported and failed spans of the exporter it wraps."""
 
     #: The signal its exporter sends, to tell its complaints from the others'.
@@ -42,6 +43,10 @@ class ReportingExporter(SpanExporter):
         self.exported = 0
         self.failed = 0
         self.last_error: str | None = None
+        #: Told the reason of the first failure, when it happens: a collector
+        #: that cannot be reached is said at once, not only at exit.
+        self.on_first_failure: Callable[[str], None] | None = None
+        self._said = False
         #: The first complaint the exporter logged during the export under way:
         #: it says why (its result only says that it failed; its last words
         #: after retries may be as vague: "timeout, max retries or shutdown").
@@ -53,6 +58,10 @@ class ReportingExporter(SpanExporter):
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         error: str | None
         self._heard = None
+        if self.given_up:
+            with self._lock:
+                self.failed += len(spans)
+            return SpanExportResult.FAILURE
         try:
             result = self.inner.export(spans)
         except Exception as exc:  # an exporter bug must not kill the export thread
@@ -66,7 +75,16 @@ class ReportingExporter(SpanExporter):
             else:
                 self.failed += len(spans)
                 self.last_error = error
+        if error is not None:
+            self._say_first(error)
         return result
+
+    def _say_first(self, reason: str) -> None:
+        """The first failure (a failed attempt the exporter is retrying, or a
+        failed export), said once, when it happens."""
+        said, self._said = self._said, True
+        if not said and self.on_first_failure is not None and not self.given_up:
+            self.on_first_failure(f"otel-asyncres: cannot export to {self.description}: {reason}")
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return self.inner.force_flush(timeout_millis)
@@ -79,6 +97,7 @@ class ReportingExporter(SpanExporter):
         self.last_error = message
         if self._heard is None:
             self._heard = message
+        self._say_first(message)
 
     def summary(self, dropped: int = 0) -> str | None:
         """One line for stderr at exit, or None when there is nothing to say."""
@@ -111,7 +130,9 @@ class ExporterLog(logging.Handler):
         message = _reason(record.getMessage().split("\n", 1)[0])
         signal = _signal_of(record.name, message)
         for reporter in self.reporters:
-            if signal is None or reporter.signal == signal:
+            # Once given up at exit, the exporter only says that it was shut
+            # down: the reason heard before is the one to keep.
+            if (signal is None or reporter.signal == signal) and not reporter.given_up:
                 reporter.complaint(message)
 
     def attach(self) -> None:
@@ -128,6 +149,7 @@ class Complaining(Protocol):
     """A reporting exporter, as ExporterLog tells it what its exporter said."""
 
     signal: str
+    given_up: bool
 
     def complaint(self, message: str) -> None: ...
 
