@@ -5,7 +5,9 @@ declares itself (type, kind, initial state), performs its ``acquire`` as an
 async op, and keeps its state up to date. Under ``otel-asyncres run`` it shows
 up like asyncio's primitives: ``resource mylib.ConnectionPool`` with
 ``state_update`` events (idle, in_use), and an ``async_op
-ConnectionPool.acquire`` under every task that had to wait for a connection.
+ConnectionPool.acquire`` under every task that took a connection: a few
+microseconds for those that found one idle, the wait for a release (and the
+pool's ``Queue.get`` inside it) for the others.
 Without instrumentation the same calls cost next to nothing.
 
 Run it:  otel-asyncres run examples/custom_pool.py

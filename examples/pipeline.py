@@ -15,7 +15,8 @@ putters and unfinished_tasks in their ``state_update`` events, maxsize=2);
 ``async_op Queue.put`` spans in ``producer`` and ``transformer`` (backpressure:
 the queue was full) and ``async_op Queue.get`` in ``transformer`` (its queue
 was empty), each linked ``woken_by`` the stage on the other side of the queue;
-``consumer``, the bottleneck, never waits on its queue, only on its sleeps; and
+``consumer``, the bottleneck, waits on its queue only once, at the start,
+while the producer's source opens, and otherwise only on its sleeps; and
 ``async_op Queue.join`` under ``main``, woken by the last ``task_done``.
 """
 

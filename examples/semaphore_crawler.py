@@ -11,8 +11,8 @@ What to look at: ``resource asyncio.Semaphore`` (permits and waiters going up
 and down in its ``state_update`` events); under every task that found no free
 permit, an ``async_op Semaphore.acquire`` span (its queueing time) linked
 ``woken_by`` the fetch whose release passed the permit on; and in each fetch an
-``async_op sleep`` span and a ``resource asyncio.sleep`` of kind Timer holding
-its latency as ``duration``.
+``async_op sleep`` span carrying its timer (kind Timer, no span of its own)
+with its latency as ``duration``.
 """
 
 import asyncio

@@ -9,13 +9,15 @@ are a generous second, never reached, so the output is the same on every run.
 Run it instrumented:  otel-asyncres run examples/timeouts.py
 
 What to look at: the tasks ``wait_for-demo`` and ``timeout-demo``; the
-``resource asyncio.sleep`` spans of the calls that made it and of those cut
-short; an ``async_op Event.wait`` on an Event nobody sets and an ``async_op
-sleep`` of 1 s, both ending ``cancelled`` after 5 ms, with the task's
-``waker.drop`` and ``waker.wake (cancel)`` events; an ``async_op Queue.get``
-woken by ``feeder`` in time; and, where the deadlines are recorded, a
-``resource asyncio.Timeout`` per deadline. (On 3.10 and 3.11 ``wait_for`` runs
-the awaited coroutine in a task of its own, e.g. ``task fetch``.)
+``async_op sleep`` spans (``duration=1ms``) of the calls that made it, ending
+``ok``; an ``async_op Event.wait`` on an Event nobody sets and an ``async_op
+sleep`` of 1 s (``duration=1000ms``), both ending ``cancelled`` after 5 ms,
+with the task's ``waker.drop`` and ``waker.wake (cancel)`` events; an
+``async_op Queue.get`` woken by ``feeder`` in time; and, where the deadlines
+are recorded, a ``resource asyncio.Timeout`` per deadline (``expired=true``
+for those that passed) with its ``async_op timeout`` scope, ending ``ok`` or
+``timed_out``. (On 3.10 and 3.11 ``wait_for`` runs the awaited coroutine in a
+task of its own, e.g. ``task fetch``.)
 """
 
 import asyncio
