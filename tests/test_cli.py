@@ -627,6 +627,39 @@ def test_default_is_the_console_view_on_stderr() -> None:
     assert ANSI not in ours.stderr  # not a terminal
 
 
+FOLDING_SCRIPT = """\
+    import asyncio
+
+    async def quick(lock, queue, i):
+        async with lock:
+            await asyncio.sleep(0)
+        await queue.put(i)
+
+    async def main():
+        lock, queue = asyncio.Lock(), asyncio.Queue()
+        await asyncio.gather(*(asyncio.create_task(quick(lock, queue, i), name=f"q{i}") for i in range(300)))
+        print(queue.qsize())
+
+    asyncio.run(main())
+"""
+
+
+def test_the_console_says_what_was_folded_and_names_every_task(tmp_path: Path) -> None:
+    """Past the budget, the console view says on the parent what was folded
+    into it, and a task named by an event always comes with its name (and a
+    mark when it has no span of its own)."""
+    script = write(tmp_path / "folding.py", FOLDING_SCRIPT)
+    ours = run([*CLI, "--budget", "20", str(script)])
+    assert ours.returncode == 0, ours.stderr
+    assert ours.stdout == "300\n"
+    (tasks_line,) = re.findall(r"\+ (\d+) tasks folded \(ok (\d+); longest [\d.]+ms\)", ours.stderr)
+    shown = len(re.findall(r"task q\d+  #", ours.stderr))
+    assert int(tasks_line[0]) == int(tasks_line[1]) == 300 - shown
+    assert re.search(r"\+ \d+ waits folded \(", ours.stderr)
+    named = re.findall(r"task #\d+( \([^)]*\))?", ours.stderr)
+    assert named and all(label for label in named), "a task id printed without its name"
+
+
 @pytest.mark.parametrize(
     "flags, env",
     [

@@ -63,6 +63,8 @@ class Outcome:
     ABANDONED = "abandoned"
     #: A timeout expired.
     TIMED_OUT = "timed_out"
+    #: Still running when the program ended.
+    UNFINISHED = "unfinished"
 
     #: Endings that are always shown, whatever the budget: something failed.
     FAILED = frozenset({ERROR, LOST, TIMED_OUT})
@@ -240,6 +242,7 @@ class Folded:
 
     def add_task(self, outcome: str, duration: int) -> None:
         self.tasks += 1
+        outcome = outcome or Outcome.UNFINISHED
         self.tasks_by_outcome[outcome] = self.tasks_by_outcome.get(outcome, 0) + 1
         self.task_total += duration
         if duration > self.task_longest:

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
-from ..model import Entity
+from ..model import Entity, Outcome
 from . import semconv as sc
 
 if TYPE_CHECKING:
@@ -154,7 +154,7 @@ class RuntimeMetrics:
 
     def finished(self, st: TaskState) -> None:
         if not st.internal:
-            self._finished[(st.kind, st.outcome or "unfinished")] += 1
+            self._finished[(st.kind, st.outcome or Outcome.UNFINISHED)] += 1
 
     def resource_created(self, concrete_type: str) -> None:
         """Its type's gauge reports it from now on (0 once they are gone)."""

@@ -191,6 +191,8 @@ def _render_span(
         text = _event_text(event.name, dict(event.attributes or {}), labels)
         if text:
             lines.append(inner + bar + style("dim", f"· +{_ms(event.timestamp - t0)} ") + text)
+    for text in _folded_lines(dict(span.attributes or {})):
+        lines.append(inner + bar + style("dim", text))
     for i, kid in enumerate(kids):
         _render_span(kid, children, lines, inner, i == len(kids) - 1, t0, labels, style)
 
@@ -253,20 +255,68 @@ def _state_summary(attrs: dict[str, Any]) -> str:
 def _op_summary(attrs: dict[str, Any], labels: dict[Any, str]) -> str:
     parts = [str(attrs.get(sc.ASYNC_OP_OUTCOME, ""))]
     if sc.AWAITED_TASK_ID in attrs:
-        parts.append(f"on {_task_label(attrs[sc.AWAITED_TASK_ID], labels)}")
+        parts.append(f"on {_awaited_label(attrs, labels)}")
     if sc.ASYNC_OP_POLLS in attrs:
         parts.append(f"polls={attrs[sc.ASYNC_OP_POLLS]}")
     if sc.WAKER_TASK_ID in attrs:
-        parts.append(f"woken by {_task_label(attrs[sc.WAKER_TASK_ID], labels)}")
+        parts.append(f"woken by {_waker_label(attrs, labels)}")
     if sc.TASK_ID in attrs:
         parts.append(f"awaited by {_task_label(attrs[sc.TASK_ID], labels)}")
     parts.append(_state_summary(attrs))  # a sleep's timer, folded into its op: its duration
     return "  ".join(p for p in parts if p)
 
 
-def _task_label(task_id: Any, labels: dict[Any, str]) -> str:
-    label = labels.get(task_id)
-    return f"task #{task_id} ({label})" if label else f"task #{task_id}"
+def _folded_lines(attrs: dict[str, Any]) -> list[str]:
+    """What was folded into this span, one line per kind (issue 11: nothing
+    vanishes without a word)."""
+    lines = []
+    tasks = attrs.get(sc.FOLDED_TASKS)
+    if tasks:
+        aggregates = (sc.FOLDED_TASKS_DURATION, sc.FOLDED_TASKS_LONGEST)
+        outcomes = "  ".join(
+            f"{k[len(sc.FOLDED_TASKS_PREFIX) :]} {v}"
+            for k, v in sorted(attrs.items())
+            if k.startswith(sc.FOLDED_TASKS_PREFIX) and k not in aggregates
+        )
+        lines.append(
+            f"+ {tasks} tasks folded ({outcomes}; longest {_duration(attrs.get(sc.FOLDED_TASKS_LONGEST))})"
+        )
+    waits = attrs.get(sc.FOLDED_WAITS)
+    if waits:
+        sources = attrs.get(sc.FOLDED_WAITS_SOURCES, ())
+        counts = attrs.get(sc.FOLDED_WAITS_COUNTS, ())
+        slowest = max(attrs.get(sc.FOLDED_WAITS_LONGEST) or (0,))
+        each = ", ".join(f"{source} {n}" for source, n in zip(sources, counts, strict=False))
+        lines.append(f"+ {waits} waits folded ({each}; longest {_duration(slowest)})")
+    resources = attrs.get(sc.FOLDED_RESOURCES)
+    if resources:
+        types = attrs.get(sc.FOLDED_RESOURCES_TYPES, ())
+        counts = attrs.get(sc.FOLDED_RESOURCES_COUNTS, ())
+        each = ", ".join(f"{t} {n}" for t, n in zip(types, counts, strict=False))
+        lines.append(f"+ {resources} resources folded ({each})")
+    return lines
+
+
+def _task_label(task_id: Any, labels: dict[Any, str], name: Any = None, folded: Any = False) -> str:
+    """A task named by id, with its name: the one of its span in this trace,
+    else the one the reference carries (and whether it was folded)."""
+    label = labels.get(task_id) or name
+    mark = ", folded" if folded else ""
+    if label:
+        return f"task #{task_id} ({label}{mark})"
+    return f"task #{task_id} (folded)" if folded else f"task #{task_id}"
+
+
+def _waker_label(attrs: dict[str, Any], labels: dict[Any, str]) -> str:
+    return _task_label(
+        attrs[sc.WAKER_TASK_ID], labels, attrs.get(sc.WAKER_TASK_NAME), attrs.get(sc.WAKER_TASK_FOLDED)
+    )
+
+
+def _awaited_label(attrs: dict[str, Any], labels: dict[Any, str]) -> str:
+    return _task_label(
+        attrs[sc.AWAITED_TASK_ID], labels, attrs.get(sc.AWAITED_TASK_NAME), attrs.get(sc.AWAITED_TASK_FOLDED)
+    )
 
 
 def _event_text(name: str, attrs: dict[str, Any], labels: dict[Any, str]) -> str:
@@ -280,12 +330,12 @@ def _event_text(name: str, attrs: dict[str, Any], labels: dict[Any, str]) -> str
     if name == sc.EVENT_WAKER_WAKE:
         text = f"waker.wake ({attrs.get(sc.WAKE_CAUSE)})"
         if sc.WAKER_TASK_ID in attrs and not attrs.get(sc.WAKE_SELF):
-            text += f" by {_task_label(attrs[sc.WAKER_TASK_ID], labels)}"
+            text += f" by {_waker_label(attrs, labels)}"
         return text + _via(attrs)
     if name == sc.EVENT_WAKER_CLONE:
         text = "waker.clone"
         if sc.AWAITED_TASK_ID in attrs:
-            text += f" awaiting {_task_label(attrs[sc.AWAITED_TASK_ID], labels)}"
+            text += f" awaiting {_awaited_label(attrs, labels)}"
         return text + _via(attrs)
     if name == sc.EVENT_WAKER_DROP:
         return f"waker.drop ({attrs.get(sc.WAKER_DROP_REASON)})" + _via(attrs)
@@ -299,7 +349,12 @@ def _event_text(name: str, attrs: dict[str, Any], labels: dict[Any, str]) -> str
 def _via(attrs: dict[str, Any]) -> str:
     parts = []
     if sc.RESOURCE_ID in attrs:
-        parts.append(f"resource #{attrs[sc.RESOURCE_ID]}")
+        resource = f"resource #{attrs[sc.RESOURCE_ID]}"
+        if attrs.get(sc.RESOURCE_FOLDED):  # no span in the trace: say what it was
+            resource += f" ({attrs.get(sc.RESOURCE_CONCRETE_TYPE, 'resource')}, folded)"
+        parts.append(resource)
     if sc.ASYNC_OP_ID in attrs:
-        parts.append(f"op #{attrs[sc.ASYNC_OP_ID]}")
+        folded = attrs.get(sc.ASYNC_OP_FOLDED)
+        op = f"op #{attrs[sc.ASYNC_OP_ID]}"
+        parts.append(f"{op} ({attrs.get(sc.ASYNC_OP_SOURCE, 'async op')}, folded)" if folded else op)
     return (" via " + ", ".join(parts)) if parts else ""
