@@ -360,6 +360,9 @@ def test_a_lock_order_inversion_is_a_deadlock(diagnosed, run):
         span = one(spans, name)
         (event,) = lint(span, "deadlock")
         assert event["cycle"] == deadlock.describe() and event["severity"] == "error"
+        assert list(event["tasks"]) == [t.task_id for t in deadlock.tasks]  # ints, not a string
+        shown = {s.attributes.get(sc.RESOURCE_ID) for s in spans if s.name == "resource asyncio.Lock"}
+        assert event["resource_id"] in shown, "the lock named is a span of the trace"
         assert span.status.status_code is StatusCode.ERROR
     assert lints(spans) == [("deadlock", "task ab"), ("deadlock", "task ba")]
 

@@ -23,13 +23,13 @@ must stay what it was.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from time import time_ns
 from typing import TYPE_CHECKING, Any
 
 from ..instrumentation.frames import await_chain, innermost_user_frame, location_of
-from ..model import Event, Location, Outcome, StateValue
+from ..model import Entity, Event, Fate, Location, Outcome, StateValue
 from .deadlocks import Deadlock, DeadlockDetector
 
 if TYPE_CHECKING:
@@ -66,6 +66,16 @@ class Severity:
 
     WARNING = "warning"
     ERROR = "error"
+
+
+#: A diagnostic's attribute: a state value, or ids (the tasks of a deadlock).
+LintValue = StateValue | list[int]
+
+
+def named_by(wait: Wait) -> tuple[Entity | None, ...]:
+    """What a diagnostic about ``wait`` names by id: the op if it is one
+    (showing an op shows its resource), else its resource."""
+    return (wait,) if wait.id else (wait.resource,)
 
 
 @dataclass(frozen=True)
@@ -116,10 +126,13 @@ class Lints:
         kind: str,
         severity: str,
         message: str,
-        attributes: dict[str, StateValue],
+        attributes: Mapping[str, LintValue],
+        named: Iterable[Entity | None] = (),
     ) -> None:
         """A finding about a task: an event on its span (made a span for it),
-        counted, and logged once per kind and task if asked for."""
+        counted, and logged once per kind and task if asked for. What its
+        attributes name by id (``named``: an op, a resource) is shown too, so
+        that every id in the trace resolves to a span."""
         self.counts[kind] = self.counts.get(kind, 0) + 1
         first = st.lints is None or kind not in st.lints
         if st.lints is None:
@@ -127,6 +140,9 @@ class Lints:
         st.lints.add(kind)
         flat = tuple(item for pair in attributes.items() for item in pair)
         self._policy.must_keep(st, (Event.LINT, now, kind, severity, message, flat))
+        for entity in named:
+            if entity is not None and entity.fate == Fate.UNDECIDED:
+                self._policy.show(entity)
         if first and self.options.log:
             label = f"task {st.label()} #{st.id}"
             if st.location is not None:
@@ -134,9 +150,11 @@ class Lints:
             level = logging.ERROR if severity == Severity.ERROR else logging.WARNING
             logger.log(level, "%s: %s: %s", kind.replace("_", " "), label, message)
 
-    def lost_waker(self, st: TaskState, message: str, attributes: dict[str, StateValue]) -> None:
+    def lost_waker(
+        self, st: TaskState, message: str, attributes: Mapping[str, LintValue], wait: Wait
+    ) -> None:
         """From the lost-waker check (``lost_wakers``), on the loop."""
-        self.report(st, time_ns(), Lint.LOST_WAKER, Severity.ERROR, message, attributes)
+        self.report(st, time_ns(), Lint.LOST_WAKER, Severity.ERROR, message, attributes, named_by(wait))
 
     # -- the tracker's calls ---------------------------------------------------------------
 
@@ -250,7 +268,7 @@ class Lints:
         }
         if wait.location is not None:
             attributes["awaited_at"] = str(wait.location)
-        self.report(st, now, Lint.LONG_WAIT, Severity.WARNING, message, attributes)
+        self.report(st, now, Lint.LONG_WAIT, Severity.WARNING, message, attributes, named_by(wait))
 
     def _deadlock(self, now: int, deadlock: Deadlock) -> None:
         """A ``deadlock`` on every task of the cycle, naming the whole cycle."""
@@ -261,14 +279,15 @@ class Lints:
             st = states.get(member.task_id)
             if st is None:
                 continue
-            attributes: dict[str, StateValue] = {
+            attributes: dict[str, LintValue] = {
                 "cycle": cycle,
-                "tasks": ",".join(str(i) for i in ids),
+                "tasks": ids,
                 "resource_id": member.resource_id,
                 "source": member.source,
                 "waits_for": member.waits_for,
             }
-            self.report(st, now, Lint.DEADLOCK, Severity.ERROR, f"deadlocked: {cycle}", attributes)
+            named = named_by(st.wait) if st.wait is not None else ()
+            self.report(st, now, Lint.DEADLOCK, Severity.ERROR, f"deadlocked: {cycle}", attributes, named)
         callback = self.options.on_deadlock
         if callback is not None:
             self._call_later(lambda: callback(deadlock))

@@ -42,7 +42,7 @@ from ..instrumentation.waits import Wait
 from ..model import StateValue
 
 #: Reports a lost waker: (task, message, attributes).
-Report = Callable[[TaskState, str, dict[str, StateValue]], None]
+Report = Callable[[TaskState, str, dict[str, StateValue], Wait], None]
 
 #: Resource kinds whose waiters are woken by whoever holds the resource; a
 #: timer or a task wakes its waiters by itself.
@@ -189,7 +189,7 @@ class LostWakers:
             f"waits{where} on {what}, which nothing but the task itself references: "
             "it can never be woken, only cancelled"
         )
-        self._report(st, message, attributes)
+        self._report(st, message, attributes, wait)
 
     def _lost(self, st: TaskState, wait: Wait) -> str | None:
         """What the task waits on, if nothing outside it can reach it."""
