@@ -656,6 +656,8 @@ def test_the_console_says_what_was_folded_and_names_every_task(tmp_path: Path) -
     shown = len(re.findall(r"task q\d+  #", ours.stderr))
     assert int(tasks_line[0]) == int(tasks_line[1]) == 300 - shown
     assert re.search(r"\+ \d+ waits folded \(", ours.stderr)
+    (summary,) = re.findall(r"past the budget, .* tasks? were folded into the span above them.*", ours.stderr)
+    assert f"{300 - shown} tasks" in summary, summary
     named = re.findall(r"task #\d+( \([^)]*\))?", ours.stderr)
     assert named and all(label for label in named), "a task id printed without its name"
 

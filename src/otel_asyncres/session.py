@@ -182,6 +182,9 @@ class Session:
                 f"otel-asyncres: {found} were folded instead of shown: the hand-off to the exporting "
                 "side was full (the exporter could not keep up)"
             )
+        folding = self.policy.summary()
+        if folding:
+            lines.append(folding)
         lints = self.instrumentation.lints
         counts = lints.counts if lints is not None else {}
         exporters = self.settings.exporters

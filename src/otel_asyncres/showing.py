@@ -82,15 +82,19 @@ class Budget:
     def admits(self, duration: int, cost: int, now: int) -> bool:
         """Whether an entity that lasted ``duration`` may be shown, at ``cost``
         units (spent if so)."""
+        if not self.fits(duration, cost, now):
+            return False
+        self.tokens -= cost
+        return True
+
+    def fits(self, duration: int, cost: int, now: int) -> bool:
+        """``admits``, spending nothing."""
         if self.unlimited:
             return True
         if now - self.refilled_at >= PERIOD_NS:
             self.refill(now)
         tokens = self.tokens
-        if tokens < cost or tokens < self.needs(duration):
-            return False
-        self.tokens = tokens - cost
-        return True
+        return tokens >= cost and tokens >= self.needs(duration)
 
     def spend(self, cost: int) -> None:
         """Units spent whatever the budget (a failure, a diagnostic)."""
@@ -158,8 +162,12 @@ class Policy:
             if len(events) < self.room:
                 events.append(event)
                 return
-            age = time_ns() - entity.start
-            if not (self.budget.admits(age, 1 + len(events), time_ns()) and self.show(entity)):
+            now = time_ns()
+            if not (
+                self._handoff.has_room()
+                and self.budget.admits(now - entity.start, 1 + len(events), now)
+                and self.show(entity)
+            ):
                 entity.events_folded += 1
                 return
         if len(events) >= self.room * SHOWN_ROOM or not self.budget.take_event():
@@ -189,22 +197,23 @@ class Policy:
         ``must``: shown whatever the budget; ``floor``: the least duration it
         needs otherwise."""
         if entity.fate == Fate.UNDECIDED:
-            if must or self.everything:
-                self.budget.spend(1 + len(entity.events or ()))
-                self.show(entity)
-            elif self._worth_it(entity, floor, entity.ended) and self.show(entity):
-                pass
-            else:
+            cost = 1 + len(entity.events or ())
+            if not (must or self.everything or self._worth_it(entity, floor, cost)):
                 self.fold(entity)
                 return
+            if not self.show(entity):
+                # Worth a span, but the hand-off is full: the one place a
+                # drop is counted, once per entity.
+                self._handoff.count_drop(entity.KIND)
+                self.fold(entity)
+                return
+            self.budget.spend(cost)
         if entity.fate == Fate.SHOWN:
             self.notify(entity)
 
-    def _worth_it(self, entity: Entity, floor: int, now: int) -> bool:
+    def _worth_it(self, entity: Entity, floor: int, cost: int) -> bool:
         duration = entity.duration()
-        if duration < floor:
-            return False
-        return self.budget.admits(duration, 1 + len(entity.events or ()), now)
+        return duration >= floor and self.budget.fits(duration, cost, entity.ended)
 
     def fold(self, entity: Entity) -> None:
         """Count the entity on its owner (or the orphans); nothing else is kept."""
@@ -220,7 +229,6 @@ class Policy:
         if entity.fate == Fate.SHOWN:
             return True
         if not self._handoff.has_room():
-            self._handoff.count_drop(entity.KIND)
             return False
         owner = entity.owner()
         if owner is not None and owner.fate != Fate.SHOWN:
@@ -250,6 +258,22 @@ class Policy:
             entity.queued = True
             self._handoff.queue(entity)
 
+    def summary(self) -> str | None:
+        """One line for the exit summary when anything was folded: how much
+        was shown and folded, and what was folded with no span left to count
+        it on (into a task that had ended, or a root)."""
+        if not self.folded_count:
+            return None
+        line = (
+            f"otel-asyncres: past the budget, {_kinds(self.folded_count)} were folded into the span "
+            f"above them ({_kinds(self.shown_count) or 'nothing'} shown)"
+        )
+        orphans = self.orphans
+        unplaced = orphans.tasks + sum(w[0] for w in orphans.waits.values()) + sum(orphans.resources.values())
+        if unplaced:
+            line += f"; {unplaced} had no span left to be counted on"
+        return line
+
     # -- long-lived entities ---------------------------------------------------------
 
     def show_long_lived(self, entities: Iterable[Entity], now: int) -> None:
@@ -263,6 +287,12 @@ class Policy:
                 # Through the budget like every other span: a slow loop with
                 # thousands of live tasks would otherwise show them all. One
                 # refused now is asked again on the next sweep, or at its end.
-                if not self.budget.admits(age, 1 + len(entity.events or ()), now):
+                if not (
+                    self._handoff.has_room() and self.budget.admits(age, 1 + len(entity.events or ()), now)
+                ):
                     return
                 self.show(entity)
+
+
+def _kinds(counts: dict[str, int]) -> str:
+    return ", ".join(f"{n} {kind}{'s' if n != 1 else ''}" for kind, n in sorted(counts.items()))
