@@ -17,6 +17,8 @@ import time
 
 import pytest
 from opentelemetry import trace
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import SpanLimits, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -659,7 +661,9 @@ def test_a_full_hand_off_folds_and_reports_the_drops_while_running():
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    session = _session_with(provider)
+    reader = InMemoryMetricReader()
+    session = Session(load_settings({"budget": "off"}), provider, meter_provider=MeterProvider([reader]))
+    activate(session)
     session.handoff.capacity = 5  # the drain thread wakes every 200 ms
 
     async def main():
@@ -669,8 +673,18 @@ def test_a_full_hand_off_folds_and_reports_the_drops_while_running():
         asyncio.run(main())
         otel_asyncres.flush()
         dropped = dict(session.handoff.dropped)
+        data = reader.get_metrics_data()
     finally:
         otel_asyncres.uninstrument()
+    in_metrics = {
+        point.attributes["otel_asyncres.entity.kind"]: point.value
+        for rm in data.resource_metrics
+        for sm in rm.scope_metrics
+        for m in sm.metrics
+        if m.name == "otel_asyncres.handoff.dropped"
+        for point in m.data.data_points
+    }
+    assert in_metrics == dropped, "the drops are in the metrics too"
     spans = exporter.get_finished_spans()
     main_span = next(s for s in spans if s.name.endswith(".main"))
     shown = len(by_name(spans, "task brief"))

@@ -106,6 +106,7 @@ class Session:
             instrumentation.tasks.live,
             instrumentation.resources.live,
             (lambda: lints.counts) if lints is not None else dict,
+            lambda: dict(self.handoff.dropped),
         )
         instrumentation.tasks.metrics = instrumentation.ops.metrics = instrumentation.resources.metrics = (
             metrics

@@ -15,7 +15,9 @@ braces for counts); docs/mapping.md lists them.
 - ``asyncio.task.active``, ``asyncio.resource.active`` (by resource type):
   up-down counters observed when the reader collects;
 - ``otel_asyncres.metrics.samples_dropped``: durations counted but not
-  recorded in a histogram (see below).
+  recorded in a histogram (see below);
+- ``otel_asyncres.handoff.dropped`` (by entity kind): entities worth a span
+  that were folded because the hand-off to the bridge was full.
 
 The loop only counts and appends durations to arrays of machine integers (no
 object per poll); the SDK's instruments are fed on the hand-off's thread. An
@@ -70,6 +72,7 @@ TASKS_ACTIVE = "asyncio.task.active"
 RESOURCES_ACTIVE = "asyncio.resource.active"
 DIAGNOSTICS = "asyncio.diagnostics"
 SAMPLES_DROPPED = "otel_asyncres.metrics.samples_dropped"
+HANDOFF_DROPPED = "otel_asyncres.handoff.dropped"
 
 #: Durations recorded per histogram per tick, at most.
 SAMPLES_PER_TICK = 2000
@@ -88,6 +91,7 @@ class RuntimeMetrics:
         live_tasks: Callable[[], Iterable[TaskState]],
         live_resources: Callable[[], Iterable[Entity]],
         lint_counts: Callable[[], dict[str, int]],
+        handoff_drops: Callable[[], dict[str, int]],
     ) -> None:
         def histogram(name: str, description: str) -> Any:
             return meter.create_histogram(
@@ -109,6 +113,9 @@ class RuntimeMetrics:
         self._dropped_counter = meter.create_counter(
             SAMPLES_DROPPED, unit="{sample}", description="Durations not recorded in a histogram"
         )
+        self._handoff_counter = meter.create_counter(
+            HANDOFF_DROPPED, unit="{entity}", description="Entities folded because the hand-off was full"
+        )
         meter.create_observable_up_down_counter(
             TASKS_ACTIVE, [self._observe_tasks], unit="{task}", description="Tasks alive"
         )
@@ -118,6 +125,7 @@ class RuntimeMetrics:
         self._live_tasks = live_tasks
         self._live_resources = live_resources
         self._lint_counts = lint_counts
+        self._handoff_drops = handoff_drops
         # -- written on the loop ---------------------------------------------------------
         self._polls = array("q")
         self._delays = array("q")
@@ -129,6 +137,7 @@ class RuntimeMetrics:
         self._spawned_sent: Counter[str] = Counter()
         self._finished_sent: Counter[tuple[str, str]] = Counter()
         self._lints_sent: Counter[str] = Counter()
+        self._handoff_sent: Counter[str] = Counter()
         self._dropped_sent = 0
         #: Kinds and types seen: their gauges report 0, not nothing.
         self._kinds_seen: set[str] = {"task"}
@@ -181,6 +190,9 @@ class RuntimeMetrics:
         )
         self._add_deltas(
             Counter(self._lint_counts()), self._lints_sent, self._lints_counter, self._lint_attributes
+        )
+        self._add_deltas(
+            Counter(self._handoff_drops()), self._handoff_sent, self._handoff_counter, self._kind_only
         )
         dropped = self._dropped - self._dropped_sent
         if dropped:
@@ -236,6 +248,10 @@ class RuntimeMetrics:
     @staticmethod
     def _outcome_attributes(key: tuple[str, str]) -> dict[str, str]:
         return {sc.TASK_KIND: key[0], sc.TASK_OUTCOME: key[1]}
+
+    @staticmethod
+    def _kind_only(kind: str) -> dict[str, str]:
+        return {"otel_asyncres.entity.kind": kind}
 
     @staticmethod
     def _lint_attributes(kind: str) -> dict[str, str]:
