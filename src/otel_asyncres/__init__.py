@@ -1,8 +1,9 @@
 """otel-asyncres: Tokio-style runtime instrumentation for asyncio, on OpenTelemetry.
 
 ``instrument()`` hooks every event loop; tasks, resources and the async
-operations tasks perform on them become records, and the bridge turns records
-into spans with explicit parents, exported like any OpenTelemetry trace.
+operations tasks perform on them are followed by state kept on the loop, and
+what is shown crosses to the bridge, which makes it spans with explicit
+parents, exported like any OpenTelemetry trace.
 """
 
 import logging

@@ -2,7 +2,7 @@
 
 A trace begins when a task is spawned outside any task and any application
 span. If its trace is sampled out, the task and everything under it is left
-untouched: no records, no spans, nearly no cost (DESIGN.md §4). So the sampler
+untouched: nothing kept, no spans, one check per hook (DESIGN.md §4). So the sampler
 is asked at spawn, on the event loop. For the samplers whose answer is known
 in advance (always on, always off, and parent-based ones over those, the
 usual configurations) nothing needs to be done; any other sampler decides on

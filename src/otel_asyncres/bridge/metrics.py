@@ -25,7 +25,7 @@ SDK histogram takes one call per value, so each tick records at most
 ``SAMPLES_PER_TICK`` durations per histogram: beyond that, a busy program's
 durations are counted as dropped samples rather than slowing it down.
 
-Tasks whose trace is sampled out are not recorded at all, so not counted;
+Tasks whose trace is sampled out are not followed at all, so not counted;
 nor are asyncio's own housekeeping tasks.
 """
 
