@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
+from typing import Any
 
 import pytest
 from aiohttp import ClientSession, web
@@ -181,22 +182,31 @@ async def sleep_a_little() -> None:
     await asyncio.sleep(0.003)
 
 
-async def spawn_eagerly() -> None:
-    loop = asyncio.get_running_loop()
-    await asyncio.Task(sleep_a_little(), loop=loop, eager_start=True, name="eager")  # type: ignore[call-arg]
+def spawn_eagerly(task_class: Any) -> Callable[[], Coroutine[Any, Any, None]]:
+    async def spawn_eagerly() -> None:
+        loop = asyncio.get_running_loop()
+        await task_class(sleep_a_little(), loop=loop, eager_start=True, name="eager")
+
+    return spawn_eagerly
 
 
 @pytest.mark.skipif(sys.version_info < (3, 12), reason="eager_start is new in 3.12")
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug: a Task constructed with eager_start=True (as aiohttp starts every connection and "
-    "request on 3.12+) is seen only from its second step: its first step counts as its spawner's, "
-    "it gets no parent, and a wait begun in that step is lost (here the handler's sleep)",
-)
-def test_a_task_started_eagerly_by_its_constructor_is_seen_from_its_first_step(traced: Traced) -> None:
-    run_with("asyncio", spawn_eagerly)
+@pytest.mark.parametrize("task_class", ["Task", "_PyTask"])
+def test_a_task_started_eagerly_by_its_constructor_is_seen_from_its_first_step(
+    traced: Traced, task_class: str
+) -> None:
+    """As aiohttp starts every connection and request on 3.12+: the task is
+    its spawner's child in its trace, both its steps are counted, the wait its
+    first step began is its own, and awaiting it is no deadlock."""
+    run_with("asyncio", spawn_eagerly(getattr(asyncio.tasks, task_class)))
     spans = traced.spans()
-    eager, spawner = one(spans, "task eager"), one(spans, "task spawn_eagerly")
+    eager = one(spans, "task eager")
+    (spawner,) = [s for s in spans if s.name.endswith(".spawn_eagerly")]
     assert eager.parent is not None and eager.parent.span_id == spawner.context.span_id
+    assert eager.context.trace_id == spawner.context.trace_id
+    assert attribute(eager, "asyncio.task.polls") == 2
     sleep = one(spans, "async_op sleep")
     assert attribute(sleep, "asyncio.task.id") == attribute(eager, "asyncio.task.id")
+    join = one(spans, "async_op Task.__await__")
+    assert attribute(join, "asyncio.awaited_task.id") == attribute(eager, "asyncio.task.id")
+    assert not [e for s in spans for e in s.events if e.name == "deadlock"]

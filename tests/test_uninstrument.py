@@ -376,6 +376,20 @@ def test_uninstrument_restores_everything(clean: None) -> None:
     assert before.differences(Snapshot.take()) == []
 
 
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="the registry hook is for eager_start, 3.12+")
+def test_the_task_registry_hook_is_removed_again(clean: None) -> None:
+    """The one instance this package patches (asyncio's set of scheduled
+    tasks, whose ``add`` sees a task started eagerly by its constructor) has
+    no attribute of its own again after uninstrument()."""
+    registry = asyncio.tasks._scheduled_tasks  # type: ignore[attr-defined]
+    assert "add" not in vars(registry)
+    provider, _ = make_provider()
+    otel_asyncres.instrument(tracer_provider=provider)
+    assert "add" in vars(registry)
+    otel_asyncres.uninstrument()
+    assert "add" not in vars(registry)
+
+
 def test_instrument_again_after_uninstrument(clean: None) -> None:
     warm_up()
     before = Snapshot.take()

@@ -11,7 +11,13 @@ exception that passes through it. So hooks go where nothing is raised:
   frame of this package);
 - eager task factories (3.12+), whose first step never passes ``call_soon``:
   wrapped when the loop reads its factory, never when it is set, so
-  ``set_task_factory`` and ``get_task_factory`` behave exactly as before.
+  ``set_task_factory`` and ``get_task_factory`` behave exactly as before;
+- ``asyncio.Task(coro, eager_start=True)`` built directly (3.12+, as aiohttp
+  does), which passes neither: a task still pending after its eager first step
+  is registered in ``asyncio.tasks._scheduled_tasks``, whose ``add`` the C and
+  the Python Task both look up on the instance. The hook goes on that one
+  WeakSet instance, after the original ``add``, and is deleted again at
+  uninstall.
 """
 
 from __future__ import annotations
@@ -42,6 +48,9 @@ def install(tracker: TaskTracker, patcher: Patcher, loop_classes: list[type]) ->
     for owner, original in definitions(other, "call_soon"):
         if owner is not asyncio.AbstractEventLoop:
             patcher.replace(owner, "call_soon", _hook_call_soon(tracker, original))
+    registry = getattr(asyncio.tasks, "_scheduled_tasks", None)
+    if _EAGER_FACTORY is not None and registry is not None:
+        patcher.replace(registry, "add", _hook_register(tracker, registry.add))
     if _EAGER_FACTORY is not None:
         slot = _TaskFactorySlot(tracker)
         patcher.replace(asyncio.BaseEventLoop, "_task_factory", slot)
@@ -90,6 +99,19 @@ def _hook__call_soon(tracker: TaskTracker, original: Callable[..., Any]) -> Call
 
     _call_soon.__wrapped__ = original  # type: ignore[attr-defined]
     return _call_soon
+
+
+def _hook_register(tracker: TaskTracker, original: Callable[[Any], None]) -> Callable[[Any], None]:
+    """``_scheduled_tasks.add``: the task is registered first, exactly as
+    before; then the tracker hears of it (a task that ran its first step
+    eagerly is seen here for the first time)."""
+    registered = tracker.registered
+
+    def add(task: Any) -> None:
+        original(task)
+        registered(task)
+
+    return add
 
 
 def _retrace(handle: Any) -> None:

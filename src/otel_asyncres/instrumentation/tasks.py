@@ -272,6 +272,41 @@ class TaskTracker:
         eager_task_factory.__wrapped__ = factory  # type: ignore[attr-defined]
         return eager_task_factory
 
+    def registered(self, task: Any) -> None:
+        """A task was registered with asyncio (every task, 3.12+). One built
+        with ``eager_start=True`` outside a task factory is registered after
+        its eager first step, still inside its spawner's poll: it is followed
+        from here, as the eager factory's tasks are (``_spawn_end``). Any
+        other task is left to ``call_soon``, which sees its first step."""
+        if not self.active or self._tls.spawning is not None or MUTED_CONTEXT.get():
+            return
+        try:
+            if id(task) in self._states or id(task) in self._muted:
+                return
+            coro = task.get_coro()
+            if task.done() or not_started(coro):
+                return
+            self._eager_started(task, coro)
+        except Exception as exc:
+            self.count_error("task registration", exc)
+
+    def _eager_started(self, task: Any, coro: Any) -> None:
+        loop = task.get_loop()
+        now = time_ns()
+        st = TaskState(next_task_id(), now, None, self)
+        # Above _spawned: this, registered and the registry hook.
+        if not self._spawned(st, coro, self._spawner(loop), loop, 3):
+            self._mute(task, None)
+            return
+        self._bind(st, task)
+        tls = self._tls
+        current = tls.current
+        # Its first poll is over: seen as one, of unknown length, ending now.
+        self._open_poll(st, task, now, ())
+        st.name_unsure = True
+        self._after_poll(st, task, time_ns())
+        tls.current, st.outer = current, None
+
     # -- spawn -------------------------------------------------------------------
 
     def _bind(self, st: TaskState, task: Any) -> None:
