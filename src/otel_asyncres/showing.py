@@ -79,16 +79,10 @@ class Budget:
             return 0.0
         return self.burst * (_LONGEST_BIT - bit) / (_LONGEST_BIT - _SHORTEST_BIT)
 
-    def admits(self, duration: int, cost: int, now: int) -> bool:
-        """Whether an entity that lasted ``duration`` may be shown, at ``cost``
-        units (spent if so)."""
-        if not self.fits(duration, cost, now):
-            return False
-        self.tokens -= cost
-        return True
-
     def fits(self, duration: int, cost: int, now: int) -> bool:
-        """``admits``, spending nothing."""
+        """Whether an entity that lasted ``duration`` may be shown at ``cost``
+        units. Nothing is spent here: showing spends, for every span it makes
+        (``Policy.show``)."""
         if self.unlimited:
             return True
         if now - self.refilled_at >= PERIOD_NS:
@@ -165,7 +159,7 @@ class Policy:
             now = time_ns()
             if not (
                 self._handoff.has_room()
-                and self.budget.admits(now - entity.start, 1 + len(events), now)
+                and self.budget.fits(now - entity.start, 1 + len(events), now)
                 and self.show(entity)
             ):
                 entity.events_folded += 1
@@ -207,7 +201,6 @@ class Policy:
                 self._handoff.count_drop(entity.KIND)
                 self.fold(entity)
                 return
-            self.budget.spend(cost)
         if entity.fate == Fate.SHOWN:
             self.notify(entity)
 
@@ -234,6 +227,9 @@ class Policy:
         if owner is not None and owner.fate != Fate.SHOWN:
             self.show(owner)
         entity.fate = Fate.SHOWN
+        # Every span shown is paid for, with the events it holds: the one
+        # asked for, and the owners, links and references shown with it.
+        self.budget.spend(1 + len(entity.events or ()))
         kind = entity.KIND
         self.shown_count[kind] = self.shown_count.get(kind, 0) + 1
         for event in entity.events or ():
@@ -288,7 +284,7 @@ class Policy:
                 # thousands of live tasks would otherwise show them all. One
                 # refused now is asked again on the next sweep, or at its end.
                 if not (
-                    self._handoff.has_room() and self.budget.admits(age, 1 + len(entity.events or ()), now)
+                    self._handoff.has_room() and self.budget.fits(age, 1 + len(entity.events or ()), now)
                 ):
                     return
                 self.show(entity)
