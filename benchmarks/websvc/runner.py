@@ -181,8 +181,10 @@ def pinned(core: int | None) -> list[str]:
     return ["taskset", "-c", str(core)] if core is not None else []
 
 
-def service_command(mode: Mode, python: str, port: int) -> list[str]:
-    app = [str(APP), "--port", str(port)]
+def service_command(mode: Mode, python: str, port: int, profiler: Sequence[str] = ()) -> list[str]:
+    """The command that starts the service in ``mode``; ``profiler`` (e.g.
+    ``-m cProfile -o FILE``) runs the app under a profiler module."""
+    app = [*profiler, str(APP), "--port", str(port)]
     if mode.launcher == "python":
         return [python, *app]
     if mode.launcher == "otel-asyncres":
@@ -289,6 +291,19 @@ def run_wrk(
     return result
 
 
+def profiler_args(args: argparse.Namespace, mode: Mode, round_: int) -> list[str]:
+    if args.profile is None:
+        return []
+    out = args.profile / f"{mode.name}-{round_ + 1}.{args.profiler}"
+    if args.profiler == "sampler":  # every thread's CPU time, sampled: see sampler.py
+        return ["-m", "benchmarks.websvc.sampler", "-o", str(out)]
+    if args.profiler == "pyinstrument":  # the loop's thread, sampled, wall time
+        return ["-m", "pyinstrument", "-r", "pstats", "-o", str(out)]
+    if args.profiler == "yappi":  # every thread, CPU time, deterministic: slows the service 100x
+        return ["-m", "yappi", "-c", "cpu", "-f", "pstat", "-o", str(out)]
+    return ["-m", "cProfile", "-o", str(out)]
+
+
 def stop(proc: subprocess.Popen[str], timeout: float) -> tuple[int, str]:
     """SIGINT, as Ctrl-C: the service shuts down and its exporters flush."""
     if proc.poll() is None:
@@ -314,7 +329,10 @@ def measure(
     endpoint = receiver.endpoint if receiver is not None else None
     spans_before = receiver.count() if receiver is not None else 0
     proc = subprocess.Popen(
-        [*pinned(args.server_core), *service_command(mode, args.python, port)],
+        [
+            *pinned(args.server_core),
+            *service_command(mode, args.python, port, profiler_args(args, mode, round_)),
+        ],
         cwd=ROOT,
         env=service_env(mode, endpoint),
         stdin=subprocess.DEVNULL,
@@ -462,6 +480,22 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--startup-timeout", type=float, default=30.0)
     parser.add_argument("--stop-timeout", type=float, default=30.0)
     parser.add_argument("--json", type=Path, help="write every sample and the summary here")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="run the service under a profiler, writing DIR/MODE-ROUND.PROFILER; the rates measured "
+        "so are not the service's",
+    )
+    parser.add_argument(
+        "--profiler",
+        choices=("sampler", "pyinstrument", "cprofile", "yappi"),
+        default="sampler",
+        help="sampler (default): every thread's CPU time, sampled (sampler.py: collapsed stacks, "
+        "'python -m benchmarks.websvc.sampler --report FILE' summarizes); pyinstrument: pstats, the "
+        "event loop's thread, sampled wall time (pip install pyinstrument); cprofile: pstats, every "
+        "thread on 3.12 but their stacks mixed; yappi: pstats, every thread's CPU (pip install yappi)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     args = parser.parse_args(argv)
     args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
@@ -477,6 +511,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.profile is not None:
+        args.profile.mkdir(parents=True, exist_ok=True)
+        args.profile = args.profile.resolve()
     if shutil.which("wrk") is None:
         print("wrk is not installed (apt-get install wrk)", file=sys.stderr)
         return 2
