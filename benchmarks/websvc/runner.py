@@ -528,7 +528,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 check=False,
             )
     samples: list[Sample] = []
-    started = time.time()
+    started, load_before = time.time(), os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         script = Path(tmp) / "check.lua"
         script.write_text(WRK_SCRIPT % json.dumps(BODY))
@@ -557,7 +557,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{args.rounds} rounds x {args.duration:g} s per mode (after {args.warmup:g} s of warm-up), "
         f"wrk -t{args.threads} -c{args.connections}, "
         + ("service on core 0, wrk and receiver on core 1" if args.server_core is not None else "not pinned")
-        + f"; {time.time() - started:.0f} s in all.\n"
+        + f"; {time.time() - started:.0f} s in all; load average {load_before:.1f} before, "
+        f"{os.getloadavg()[0]:.1f} after.\n"
     )
     print(table(summary, modes))
     print()
