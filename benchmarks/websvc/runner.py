@@ -518,6 +518,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("wrk is not installed (apt-get install wrk)", file=sys.stderr)
         return 2
     modes: list[str] = args.modes
+    instrument = Path(args.python).with_name("opentelemetry-instrument")
+    if any(MODES[m].launcher == "opentelemetry-instrument" for m in modes) and not instrument.exists():
+        print(f"{instrument} is missing: pip install -e '.[test]'", file=sys.stderr)
+        return 2
     receiver = None
     if any(MODES[m].launcher != "python" for m in modes):
         receiver = Receiver(args.python)
