@@ -192,7 +192,8 @@ def report(stacks: Stacks, top: int = 25) -> str:
         spent = sum(entries.values())
         lines += [
             "",
-            f"The loop's thread in instrumentation (otel_asyncres's hooks and what they call): "
+            f"The loop's thread in instrumentation (otel_asyncres's hooks or OpenTelemetry's, and what "
+            f"they call, asyncio's work that they wrap included): "
             f"{spent:.2f} s, {spent / main:.1%} of the thread, {spent / total:.1%} of the process. "
             "By the hook entered:",
             "",
