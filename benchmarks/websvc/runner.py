@@ -47,7 +47,7 @@ import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from ..run import Receiver, child_env
 
@@ -304,17 +304,24 @@ def profiler_args(args: argparse.Namespace, mode: Mode, round_: int) -> list[str
     return ["-m", "cProfile", "-o", str(out)]
 
 
-def stop(proc: subprocess.Popen[str], timeout: float) -> tuple[int, str]:
-    """SIGINT, as Ctrl-C: the service shuts down and its exporters flush."""
+def stop(proc: subprocess.Popen[str], timeout: float, stderr: IO[bytes] | None = None) -> tuple[int, str]:
+    """SIGINT, as Ctrl-C: the service shuts down and its exporters flush.
+    Its exit status, and what it wrote on ``stderr`` (a file, or its pipe)."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGINT)
     try:
-        _, stderr = proc.communicate(timeout=timeout)
+        _, text = proc.communicate(timeout=timeout)
+        status = proc.returncode
     except subprocess.TimeoutExpired:
         proc.kill()
-        _, stderr = proc.communicate()
-        return -9, f"did not stop within {timeout:.0f} s of SIGINT\n{stderr}"
-    return proc.returncode, stderr
+        _, text = proc.communicate()
+        status = -9
+    if stderr is not None:
+        stderr.seek(0)
+        text = stderr.read().decode(errors="replace")
+    if status == -9:
+        text = f"did not stop within {timeout:.0f} s of SIGINT\n{text}"
+    return status, text or ""
 
 
 def measure(
@@ -323,6 +330,20 @@ def measure(
     args: argparse.Namespace,
     receiver: Receiver | None,
     script: Path,
+) -> Sample:
+    # The service's stderr goes to a file, not a pipe: a service that writes
+    # much there must not block on it.
+    with tempfile.TemporaryFile() as errors:
+        return _measure(mode, round_, args, receiver, script, errors)
+
+
+def _measure(
+    mode: Mode,
+    round_: int,
+    args: argparse.Namespace,
+    receiver: Receiver | None,
+    script: Path,
+    errors: IO[bytes],
 ) -> Sample:
     sample = Sample(mode.name, round_, args.duration)
     port = free_port()
@@ -337,7 +358,7 @@ def measure(
         env=service_env(mode, endpoint),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=errors,
         text=True,
     )
     try:
@@ -358,6 +379,8 @@ def measure(
                 sample.problems.append(
                     f"{sample.bad} wrong responses ({sample.non_2xx} not 2xx), the first: {first_bad!r}"
                 )
+            if sample.socket_errors:
+                sample.problems.append(f"{sample.socket_errors} socket errors or timeouts")
             if sample.good == 0:
                 sample.problems.append("no correct response")
             if sample.served < sample.good:
@@ -367,7 +390,7 @@ def measure(
     except Exception as exc:
         sample.problems.append(f"{type(exc).__name__}: {exc}")
     finally:
-        status, stderr = stop(proc, args.stop_timeout)
+        status, stderr = stop(proc, args.stop_timeout, errors)
     sample.exit_status = status
     if status != 0:
         tail = "\n".join(stderr.strip().splitlines()[-5:])
