@@ -175,6 +175,8 @@ class SpanBridge:
         links: list[Link] = []
         if kind == "task":
             parent = self._task_parent(entity, links)
+        elif kind == "op" and entity.app_parent is not None:  # type: ignore[attr-defined]
+            parent = self._app_op_parent(entity, links)
         else:
             parent = self._context_at(entity.owner(), entity.start)
             if kind == "op":
@@ -224,6 +226,20 @@ class SpanBridge:
                     links.append(Link(context, {sc.LINK_RELATION: sc.LINK_SPAWNED_BY}))
             return trace.set_span_in_context(NonRecordingSpan(app), Context())
         return self._context_at(owner, st.start)
+
+    def _app_op_parent(self, op: Any, links: list[Link]) -> Context | None:
+        """An op begun inside an application span of another trace than its
+        task's (a request's, in a handler task the framework made before the
+        request began) is that span's child; its task is linked. A sampled-out
+        task's op stays unrecorded."""
+        if self._context_at(op.owner(), op.start) is None:
+            return None
+        if op.task is not None:
+            context = self._span_context(op.task)
+            if context is not None:
+                links.append(Link(context, {sc.LINK_RELATION: sc.LINK_AWAITED_BY}))
+        self._op_links(op, links)
+        return trace.set_span_in_context(NonRecordingSpan(op.app_parent), Context())
 
     def _op_links(self, op: Any, links: list[Link]) -> None:
         """An op links to its resource (or, parented by the resource, to its

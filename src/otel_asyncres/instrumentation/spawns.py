@@ -128,11 +128,30 @@ def app_span_context() -> Any:
     """The application's active span (a SpanContext), the one read of the
     current context (most programs have no OpenTelemetry context at all: one
     call then)."""
-    current = otel_context.get_current()
+    return _span_context_of(otel_context.get_current())
+
+
+def app_span_context_in(context: Any) -> Any:
+    """The application's active span in a task's own context, read where it
+    is not the current one (at the end of a poll, on the loop's stack)."""
+    if context is None:
+        return None
+    if _OTEL_CONTEXT_VAR is not None:
+        return _span_context_of(context.get(_OTEL_CONTEXT_VAR))
+    return _span_context_of(context.run(otel_context.get_current))
+
+
+def _span_context_of(current: Any) -> Any:
     if not current:
         return None
     ctx = otel_trace.get_current_span(current).get_span_context()
     return ctx if ctx.is_valid else None
+
+
+#: Where OpenTelemetry keeps its context in a ``contextvars.Context`` (its
+#: default runtime context); None for another runtime context, read by
+#: running in the task's context instead.
+_OTEL_CONTEXT_VAR: Any = getattr(getattr(otel_context, "_RUNTIME_CONTEXT", None), "_current_context", None)
 
 
 def not_started(coro: Any) -> bool:

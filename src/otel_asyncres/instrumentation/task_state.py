@@ -39,6 +39,7 @@ class TaskState(Entity):
         "_cancelled",
         "adopted",
         "app_parent",
+        "context",
         "busy",
         "cancelling",
         "clones",
@@ -103,6 +104,10 @@ class TaskState(Entity):
         self.parent = parent
         #: The application's active span at spawn (a SpanContext), if any.
         self.app_parent: Any = None
+        #: The task's ``contextvars.Context``, as its last step was scheduled
+        #: in: where the application's current span is read at the end of a
+        #: poll (ops classified there begin outside the task's context).
+        self.context: Any = None
         self.coroutine = ""
         #: The name asyncio reports, read lazily (some versions set it after
         #: spawn); None until its first poll.

@@ -238,7 +238,10 @@ class TaskTracker:
         except Exception as exc:
             self.count_error("call_soon", exc)
             return None
-        return UNRECORDED_STEP if st is MUTED else (st, task)
+        if st is MUTED:
+            return UNRECORDED_STEP
+        st.context = context
+        return st, task
 
     def cause_of(self, callback: Any, args: tuple[Any, ...]) -> TaskState | None:
         """The task on whose behalf one of asyncio's own done-callbacks is being
@@ -299,6 +302,7 @@ class TaskTracker:
             self._mute(task, None)
             return
         self._bind(st, task)
+        st.context = task.get_context()  # 3.12+, as eager_start
         tls = self._tls
         current = tls.current
         # Its first poll is over: seen as one, of unknown length, ending now.
@@ -460,6 +464,7 @@ class TaskTracker:
             return
         # The first step ran inside create_task (the eager task factory).
         if st.ran_eagerly or task.done() or task._fut_waiter is not None:
+            st.context = task.get_context()  # 3.12+, as eager task factories
             self._open_poll(st, task, started, ())
             if task.done():
                 st.name_hint = name_being_given()

@@ -25,6 +25,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..model import Entity, Event, Fate, Folded, Location, Outcome, StateOp, StateValue, next_op_id
+from .spawns import app_span_context, app_span_context_in
 
 if TYPE_CHECKING:
     from ..bridge.metrics import RuntimeMetrics
@@ -61,6 +62,7 @@ class Wait(Entity):
     reason resources are held by weak reference, in ``objects``."""
 
     __slots__ = (
+        "app_parent",
         "awaited",
         "completed",
         "concrete_type",
@@ -109,6 +111,10 @@ class Wait(Entity):
         self.concrete_type = resource.family.concrete_type if resource is not None else ""
         #: The span's parent: the task (default) or the resource.
         self.parent: Entity | None = task
+        #: The application's span (a SpanContext) current when the op began,
+        #: when it belongs to another trace than the task's: a handler task
+        #: made before its request's span began waits in the request's trace.
+        self.app_parent: Any = None
         #: For a wait on another task (a join): that task.
         self.awaited: TaskState | None = None
         #: A wait on other tasks only (a join, gather, wait): waiting for
@@ -209,6 +215,12 @@ class Ops:
         wait = Wait(future, handler, next_op_id(), now, st, resource, source)
         wait.location = location
         wait.key = key
+        if st is not None:
+            app = app_span_context() or app_span_context_in(st.context)
+            if app is not None:
+                mine = trace_app(st)
+                if mine is None or mine.trace_id != app.trace_id:
+                    wait.app_parent = app
         if self.by_resource and resource is not None and resource.pinnable():
             wait.parent = resource
         if self.poll_log:
@@ -294,6 +306,19 @@ class ScopeHandler:
 
     def abandoned(self, wait: Wait, st: TaskState, now: int) -> None:
         pass
+
+
+def trace_app(st: TaskState) -> Any:
+    """The application span whose trace the task is in (the nearest
+    ancestor, or itself, spawned inside an application span that was not its
+    spawner's; the bridge parents it there), or None: a trace of its own."""
+    node: TaskState | None = st
+    while node is not None:
+        app, owner = node.app_parent, node.parent
+        if app is not None and (owner is None or app != owner.app_parent):
+            return app
+        node = owner
+    return None
 
 
 def future_outcome(future: Any) -> str:
