@@ -16,6 +16,7 @@ from time import time_ns
 from typing import TYPE_CHECKING
 
 from ..model import Entity
+from ..showing import LIVE_SHOWN_AFTER_NS
 from . import primitives, timers
 from .executor import ExecutorWork
 from .futures import FutureResources
@@ -116,15 +117,23 @@ class Instrumentation:
         """Entities that have lived long enough are shown while they live."""
         show = self.policy.show_long_lived
         show(self.tasks.live(), now)
-        show(self._open_ops(), now)
+        show(self._old_ops(now), now)
         show(iter(self.resources.live()), now)
+
+    def _old_ops(self, now: int) -> Iterator[Wait]:
+        """The ops open for long enough to be shown while they live. Ops are
+        not in order of age across tasks (the policy stops at the first young
+        one), but an op is no older than its task: the tasks are walked oldest
+        first, up to the first young one."""
+        for st in self.tasks.live():
+            if now - st.start < LIVE_SHOWN_AFTER_NS:
+                return
+            yield from (wait for wait in _ops_of(st) if now - wait.start >= LIVE_SHOWN_AFTER_NS)
 
     def _open_ops(self) -> Iterator[Wait]:
         """The ops tasks are in now, oldest task first."""
         for st in self.tasks.live():
-            for wait in (st.wait, *st.scopes):
-                if wait is not None and wait.id and not wait.completed:
-                    yield wait
+            yield from _ops_of(st)
 
     def finish(self, now: int | None = None) -> None:
         """The program is over (call after ``uninstall``): what still lives
@@ -145,6 +154,13 @@ class Instrumentation:
     @staticmethod
     def _unfinished(entity: Entity, end: int) -> None:
         entity.unfinished = True
+
+
+def _ops_of(st: TaskState) -> Iterator[Wait]:
+    """The ops a task is in: its park, and the scopes it is inside of."""
+    for wait in (st.wait, *st.scopes):
+        if wait is not None and wait.id and not wait.completed:
+            yield wait
 
 
 __all__ = ["Instrumentation", "Sources", "TaskState"]
