@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import io
 import itertools
 import sys
 import time
@@ -692,6 +693,33 @@ def test_a_full_hand_off_folds_and_reports_the_drops_while_running():
     assert shown + main_span.attributes.get(sc.FOLDED_TASKS, 0) == 300  # folded, not lost
     reported = sum(s.attributes.get(sc.DROPPED_PREFIX + "task", 0) for s in spans)
     assert reported == dropped["task"]
+
+
+def test_flush_prints_what_was_recorded_so_far_with_the_console_exporter():
+    """``flush()`` with the console view prints the spans ended so far, each
+    once; the rest comes at the end."""
+    stream = io.StringIO()
+    session = Session(load_settings({"exporter": "console"}, environ={}), console_stream=stream)
+    activate(session)
+    printed: list[str] = []
+
+    async def early():
+        await asyncio.sleep(0)
+
+    async def main():
+        await asyncio.create_task(early(), name="early")
+        otel_asyncres.flush()
+        printed.append(stream.getvalue())
+        await asyncio.create_task(early(), name="late")
+
+    try:
+        asyncio.run(main())
+    finally:
+        otel_asyncres.uninstrument()
+    (at_flush,) = printed
+    assert "task early" in at_flush and "task late" not in at_flush
+    rest = stream.getvalue()[len(at_flush) :]
+    assert "task late" in rest and "task early" not in rest
 
 
 # -- export faults ------------------------------------------------------------------------------------

@@ -124,6 +124,8 @@ class Session:
         """Everything shown so far, handed to the provider and exported."""
         self.handoff.flush()
         _force_flush(self.provider, timeout_millis)
+        if self.export.console is not None:
+            self.export.console.force_flush()
         if self.meter_provider is not None:
             _force_flush(self.meter_provider, timeout_millis)
 

@@ -71,7 +71,8 @@ def _duration(seconds: Any) -> str:
 
 
 class ConsoleTreeExporter(SpanExporter):
-    """Collects spans; renders them as trees on shutdown."""
+    """Collects spans; renders them as trees when flushed (``flush()``: what
+    was recorded so far) and on shutdown (the rest)."""
 
     def __init__(
         self, stream: TextIO | None = None, max_spans: int = 10000, color: bool | None = None
@@ -90,20 +91,28 @@ class ConsoleTreeExporter(SpanExporter):
         return SpanExportResult.SUCCESS
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
+        self._print()
         return True
 
     def shutdown(self) -> None:
         if self._done:
             return
         self._done = True
+        self._print()
+
+    def _print(self) -> None:
+        """Render what has come since the last print (each span once)."""
+        spans, omitted = self._spans, self.omitted
+        if not spans and not omitted:
+            return
+        self._spans, self.omitted = [], 0
         stream = self._stream or sys.stderr
         color = use_color(stream) if self._color is None else self._color
         try:
-            stream.write(render(self._spans, _Style(color), self.omitted))
+            stream.write(render(spans, _Style(color), omitted))
             stream.flush()
         except (OSError, ValueError):
             pass  # stderr closed at exit: nothing left to show it on
-        self._spans = []
 
 
 def render(spans: Sequence[ReadableSpan], style: Any = None, omitted: int = 0) -> str:

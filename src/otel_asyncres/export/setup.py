@@ -205,6 +205,9 @@ class Export:
     def __init__(self) -> None:
         self.reporters: list[ReportingExporter] = []
         self.queues: list[ExportQueue] = []
+        #: The console view, printed by ``flush()`` too (the SDK's simple
+        #: processor does not pass a flush on to its exporter).
+        self.console: ConsoleTreeExporter | None = None
 
     def dropped_since_last_asked(self) -> int:
         return sum(q.dropped_since_last_asked() for q in self.queues)
@@ -222,7 +225,7 @@ def build_tracer_provider(
     export = Export()
     for name in settings.exporters:
         if name == "console":
-            console = ConsoleTreeExporter(stream=console_stream or sys.stderr)
+            console = export.console = ConsoleTreeExporter(stream=console_stream or sys.stderr)
             provider.add_span_processor(SimpleSpanProcessor(console))
         elif name == "otlp":
             reporter = ReportingExporter(
