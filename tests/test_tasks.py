@@ -19,7 +19,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import StatusCode
 
 import otel_asyncres
-from conftest import events, make_traced, one
+from conftest import events, make_traced, one, uvloop
 from otel_asyncres.bridge import semconv as sc
 
 THIS_FILE = __file__
@@ -209,6 +209,20 @@ def test_a_clean_exit_is_ok_and_an_interrupt_is_no_error(traced, raised, outcome
     failed = outcome == "error"
     assert (span.status.status_code is StatusCode.ERROR) == failed
     assert bool(events(span, "exception")) == failed
+
+
+@pytest.mark.skipif(uvloop is None, reason="uvloop is not installed")
+def test_under_uvloop_run_the_root_task_is_named_after_the_programs_coroutine(traced):
+    """uvloop.run() wraps the program's coroutine in one of its own: the
+    root is named as asyncio.run() would name it, not run.<locals>.wrapper."""
+
+    async def program():
+        await asyncio.sleep(0)
+        return 7
+
+    assert uvloop.run(program()) == 7
+    (root,) = [s for s in traced.spans() if s.name.startswith("task ")]
+    assert root.name.endswith(".program"), root.name
 
 
 def test_cancel_while_waiting_drops_the_waker(traced, run):

@@ -97,7 +97,29 @@ def error_info(exc: BaseException) -> ErrorInfo:
 
 def coroutine_name(coro: Any) -> str:
     name = getattr(coro, "__qualname__", None)
-    return name if isinstance(name, str) else type(coro).__qualname__
+    if not isinstance(name, str):
+        return type(coro).__qualname__
+    if name == _UVLOOP_WRAPPER:
+        return _uvloop_main(coro) or name
+    return name
+
+
+#: ``uvloop.run(main)`` runs ``main`` inside a wrapper coroutine of its own:
+#: the root task is named after the program's coroutine, as under asyncio.run.
+_UVLOOP_WRAPPER = "run.<locals>.wrapper"
+
+
+def _uvloop_main(wrapper: Any) -> str | None:
+    code = getattr(wrapper, "cr_code", None)
+    frame = getattr(wrapper, "cr_frame", None)
+    if code is None or frame is None or "uvloop" not in code.co_filename:
+        return None
+    try:
+        main = frame.f_locals.get("main")  # the closure's cell, readable before the first step
+    except Exception:
+        return None
+    name = getattr(main, "__qualname__", None)
+    return name if isinstance(name, str) else None
 
 
 #: asyncio's and uvloop's own housekeeping, spawned by the loop for itself
