@@ -5,13 +5,17 @@ operations tasks perform on them become records, and the bridge turns records
 into spans with explicit parents, exported like any OpenTelemetry trace.
 """
 
+import importlib
 import logging
+from typing import TYPE_CHECKING, Any
 
 from .config import ConfigError
-from .custom import Operation, Resource
-from .diagnostics import Deadlock, DeadlockedTask
-from .session import flush, instrument, uninstrument
 from .version import __version__
+
+if TYPE_CHECKING:
+    from .custom import Operation, Resource
+    from .diagnostics import Deadlock, DeadlockedTask
+    from .session import flush, instrument, uninstrument
 
 __all__ = [
     "ConfigError",
@@ -24,6 +28,29 @@ __all__ = [
     "instrument",
     "uninstrument",
 ]
+
+#: The names above that are imported on first use, and their modules: the
+#: launcher of ``otel-asyncres run`` (``otel_asyncres.cli``) needs none of
+#: them, and importing them costs every instrumented program's start-up.
+_LAZY = {
+    "Operation": "custom",
+    "Resource": "custom",
+    "Deadlock": "diagnostics",
+    "DeadlockedTask": "diagnostics",
+    "flush": "session",
+    "instrument": "session",
+    "uninstrument": "session",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
 
 # Diagnostics and internal errors are logged to "otel_asyncres"; an
 # application that has not configured logging sees them in its traces and the
