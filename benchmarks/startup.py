@@ -3,11 +3,19 @@
 Times an empty asyncio program (``asyncio.run`` of a coroutine that returns),
 run by plain ``python`` and by ``otel-asyncres run`` with the console default
 (no OTLP endpoint), N times each, interleaved in the same run so that a shared
-machine's drift falls on both. Prints the medians and their difference, twice:
-with the bytecode caches as an installed package has them, and with fresh
-bytecode (``PYTHONDONTWRITEBYTECODE=1`` and an empty ``PYTHONPYCACHEPREFIX``:
-every module, the standard library's included, compiled from source, nothing
-written), as on a first run or a read-only install. The OTEL_* variables of
+machine's drift falls on both. Prints the medians and their difference for
+three states of the bytecode caches:
+
+- cached: as installed, the caches of every module there and up to date;
+- fresh: ``PYTHONDONTWRITEBYTECODE=1`` and otel_asyncres compiled from source
+  on every run (a copy of the package without ``__pycache__``, first on
+  PYTHONPATH), the standard library and the dependencies from their caches:
+  the first run of a checkout, or every run where caches cannot be written;
+- none: ``PYTHONDONTWRITEBYTECODE=1`` and an empty ``PYTHONPYCACHEPREFIX``, so
+  every module, the standard library's included, is compiled on every run, by
+  plain ``python`` too (an upper bound, rare in practice).
+
+The OTEL_* variables of
 the calling environment are removed, so the console default is measured,
 and its PYTHON* variables, so both commands start alike.
 
@@ -19,11 +27,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 EMPTY_PROGRAM = "import asyncio\n\n\nasync def main():\n    pass\n\n\nasyncio.run(main())\n"
@@ -35,24 +46,34 @@ def launcher(python: str) -> list[str]:
     return [str(script)] if script.exists() else [python, "-m", "otel_asyncres"]
 
 
-def timed(command: list[str], env: dict[str, str]) -> float:
+def timed(command: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Wall-clock seconds of one run, and its CPU seconds (user + system, of
+    the process and its children: what a busy machine inflates least)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     subprocess.run(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
-    return time.perf_counter() - started
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
 
 
-def measure(python: str, program: str, runs: int, env: dict[str, str]) -> tuple[list[float], list[float]]:
-    """Times of plain and instrumented runs, alternating (after one warm-up each)."""
+Samples = tuple[list[float], list[float]]  # wall, CPU
+
+
+def measure(python: str, program: str, runs: int, env: dict[str, str]) -> tuple[Samples, Samples]:
+    """Plain and instrumented runs, alternating (after one warm-up each)."""
     plain_command = [python, program]
     instrumented_command = [*launcher(python), "run", program]
     timed(plain_command, env)
     timed(instrumented_command, env)
-    plain: list[float] = []
-    instrumented: list[float] = []
+    plain: Samples = ([], [])
+    instrumented: Samples = ([], [])
     for i in range(runs):
         pair = ((plain, plain_command), (instrumented, instrumented_command))
-        for times, command in pair if i % 2 == 0 else reversed(pair):
-            times.append(timed(command, env))
+        for samples, command in pair if i % 2 == 0 else reversed(pair):
+            wall, cpu = timed(command, env)
+            samples[0].append(wall)
+            samples[1].append(cpu)
     return plain, instrumented
 
 
@@ -60,12 +81,42 @@ def clean_environment() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "PYTHON"))}
 
 
+def cached(python: str, tmp: str) -> dict[str, str]:
+    return clean_environment()
+
+
+def fresh(python: str, tmp: str) -> dict[str, str]:
+    """otel_asyncres from a copy without caches, none written."""
+    where = subprocess.run(
+        [python, "-c", "import os, otel_asyncres; print(os.path.dirname(otel_asyncres.__file__))"],
+        env=clean_environment(),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    path = os.path.join(tmp, "fresh")
+    shutil.copytree(where, os.path.join(path, "otel_asyncres"), ignore=shutil.ignore_patterns("__pycache__"))
+    return {**clean_environment(), "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPATH": path}
+
+
+def none(python: str, tmp: str) -> dict[str, str]:
+    """Every module compiled from source, none written."""
+    prefix = os.path.join(tmp, "no-pycache")
+    os.mkdir(prefix)
+    return {**clean_environment(), "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPYCACHEPREFIX": prefix}
+
+
+MODES: dict[str, Callable[[str, str], dict[str, str]]] = {"cached": cached, "fresh": fresh, "none": none}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.startup", description=__doc__)
     parser.add_argument("--runs", type=int, default=30, help="runs of each command per mode (default 30)")
     parser.add_argument("--python", default=sys.executable, help="the interpreter (default: this one)")
     parser.add_argument(
-        "--mode", choices=("cached", "fresh", "both"), default="both", help="bytecode caches (default both)"
+        "--modes",
+        default=",".join(MODES),
+        help=f"bytecode caches, comma-separated (default {','.join(MODES)})",
     )
     args = parser.parse_args(argv)
     print(f"python: {args.python}; otel-asyncres: {' '.join(launcher(args.python))}; runs: {args.runs}")
@@ -73,28 +124,21 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         program = os.path.join(tmp, "empty.py")
         Path(program).write_text(EMPTY_PROGRAM)
-        modes = []
-        if args.mode in ("cached", "both"):
-            modes.append(("cached bytecode", clean_environment()))
-        if args.mode in ("fresh", "both"):
-            prefix = os.path.join(tmp, "no-pycache")
-            os.mkdir(prefix)
-            fresh = {**clean_environment(), "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPYCACHEPREFIX": prefix}
-            modes.append(("fresh bytecode", fresh))
-        print(f"{'':16} {'plain':>9} {'run':>9} {'difference':>11}   (medians; quartiles in brackets)")
-        for name, env in modes:
+        print("medians in ms; quartiles in brackets")
+        print(f"{'bytecode':9} {'':5} {'plain':>17} {'run':>17} {'difference':>10}")
+        for name in args.modes.split(","):
+            env = MODES[name](args.python, tmp)
             plain, instrumented = measure(args.python, program, args.runs, env)
-            p, r = statistics.median(plain), statistics.median(instrumented)
-            print(
-                f"{name:16} {p * 1e3:7.0f}ms {r * 1e3:7.0f}ms {(r - p) * 1e3:+9.0f}ms"
-                f"   [{_quartiles(plain)}] [{_quartiles(instrumented)}]"
-            )
+            for label, p, r in (("wall", plain[0], instrumented[0]), ("CPU", plain[1], instrumented[1])):
+                difference = statistics.median(r) - statistics.median(p)
+                tag = name if label == "wall" else ""
+                print(f"{tag:9} {label:5} {_ms(p)} {_ms(r)} {difference * 1e3:+10.0f}")
     return 0
 
 
-def _quartiles(times: list[float]) -> str:
-    q1, _, q3 = statistics.quantiles(times, n=4)
-    return f"{q1 * 1e3:.0f}-{q3 * 1e3:.0f}ms"
+def _ms(times: list[float]) -> str:
+    q1, median, q3 = statistics.quantiles(times, n=4)
+    return f"{median * 1e3:5.0f} [{q1 * 1e3:3.0f}-{q3 * 1e3:3.0f}]"
 
 
 if __name__ == "__main__":
