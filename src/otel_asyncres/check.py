@@ -15,7 +15,6 @@ import os
 import time
 from collections.abc import Mapping
 from typing import Any, TextIO
-from urllib.parse import urlparse
 
 from .config import OPTIONS, ConfigError, Frozen, Option, Settings, load_settings, sdk_disabled
 from .version import __version__
@@ -163,6 +162,7 @@ def probe(settings: Settings, timeout: float) -> tuple[str | None, float]:
 
 def _connect(endpoint: str, timeout: float) -> str | None:
     import socket
+    from urllib.parse import urlparse
 
     url = urlparse(endpoint)
     host, port = url.hostname or "", url.port or (443 if url.scheme == "https" else 80)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
-from urllib.parse import urlparse
 
 if TYPE_CHECKING:
     from typing_extensions import dataclass_transform
@@ -404,13 +403,16 @@ def _endpoint(options: Mapping[str, Any], env: Mapping[str, str], protocol: str)
     source = "--endpoint" if options.get("endpoint") else "OTEL_EXPORTER_OTLP_ENDPOINT"
     base = _text(options.get("endpoint") or env.get("OTEL_EXPORTER_OTLP_ENDPOINT"))
     url = base or _DEFAULT_ENDPOINTS[protocol]
-    _check_url(url, source)
+    if base is not None:
+        _check_url(url, source)
     if protocol == "http/protobuf":
         url = url.rstrip("/") + "/v1/traces"
     return url, base is not None
 
 
 def _check_url(url: str, source: str) -> None:
+    from urllib.parse import urlparse  # only for an endpoint given (start-up of the console default)
+
     problem = None
     try:
         parsed = urlparse(url)
