@@ -6,7 +6,6 @@ into spans with explicit parents, exported like any OpenTelemetry trace.
 """
 
 import importlib
-import logging
 from typing import TYPE_CHECKING, Any
 
 from .config import ConfigError
@@ -50,9 +49,3 @@ def __getattr__(name: str) -> Any:
     value = getattr(importlib.import_module(f".{module}", __name__), name)
     globals()[name] = value
     return value
-
-
-# Diagnostics and internal errors are logged to "otel_asyncres"; an
-# application that has not configured logging sees them in its traces and the
-# exit summary, not as stray lines on its stderr.
-logging.getLogger("otel_asyncres").addHandler(logging.NullHandler())

@@ -10,6 +10,7 @@ the session then owns and shuts down. Every knob is resolved from
 from __future__ import annotations
 
 import atexit
+import logging
 import sys
 import threading
 from collections.abc import Callable
@@ -32,6 +33,13 @@ if TYPE_CHECKING:  # the metrics SDK is imported only for a MeterProvider of our
 
 #: How long exit waits for the exporters (a dead collector must not hang exit).
 EXIT_FLUSH_MILLIS = 10000
+
+# Diagnostics and internal errors are logged to "otel_asyncres" (by the
+# hand-off, the diagnostics and the instrumentor: all of them come with the
+# session, and the launcher, which imports the package, need not import
+# logging); an application that has not configured logging sees them in its
+# traces and the exit summary, not as stray lines on its stderr.
+logging.getLogger("otel_asyncres").addHandler(logging.NullHandler())
 
 
 class Session:
