@@ -77,36 +77,46 @@ def measure(python: str, program: str, runs: int, env: dict[str, str]) -> tuple[
     return plain, instrumented
 
 
-def clean_environment() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "PYTHON"))}
+def clean_environment(src: str | None) -> dict[str, str]:
+    """This environment without OTEL_* and PYTHON* variables; ``src``: where
+    otel_asyncres is imported from, when not the installed one."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "PYTHON"))}
+    if src is not None:
+        env["PYTHONPATH"] = os.path.abspath(src)
+    return env
 
 
-def cached(python: str, tmp: str) -> dict[str, str]:
-    return clean_environment()
+def cached(python: str, tmp: str, src: str | None) -> dict[str, str]:
+    return clean_environment(src)
 
 
-def fresh(python: str, tmp: str) -> dict[str, str]:
+def fresh(python: str, tmp: str, src: str | None) -> dict[str, str]:
     """otel_asyncres from a copy without caches, none written."""
     where = subprocess.run(
         [python, "-c", "import os, otel_asyncres; print(os.path.dirname(otel_asyncres.__file__))"],
-        env=clean_environment(),
+        env=clean_environment(src),
         capture_output=True,
         text=True,
         check=True,
     ).stdout.strip()
     path = os.path.join(tmp, "fresh")
+    shutil.rmtree(path, ignore_errors=True)
     shutil.copytree(where, os.path.join(path, "otel_asyncres"), ignore=shutil.ignore_patterns("__pycache__"))
-    return {**clean_environment(), "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPATH": path}
+    return {**clean_environment(src), "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPATH": path}
 
 
-def none(python: str, tmp: str) -> dict[str, str]:
+def none(python: str, tmp: str, src: str | None) -> dict[str, str]:
     """Every module compiled from source, none written."""
     prefix = os.path.join(tmp, "no-pycache")
-    os.mkdir(prefix)
-    return {**clean_environment(), "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPYCACHEPREFIX": prefix}
+    os.makedirs(prefix, exist_ok=True)
+    return {**clean_environment(src), "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPYCACHEPREFIX": prefix}
 
 
-MODES: dict[str, Callable[[str, str], dict[str, str]]] = {"cached": cached, "fresh": fresh, "none": none}
+MODES: dict[str, Callable[[str, str, str | None], dict[str, str]]] = {
+    "cached": cached,
+    "fresh": fresh,
+    "none": none,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -118,8 +128,15 @@ def main(argv: list[str] | None = None) -> int:
         default=",".join(MODES),
         help=f"bytecode caches, comma-separated (default {','.join(MODES)})",
     )
+    parser.add_argument(
+        "--src",
+        help="import otel_asyncres from this directory (first on PYTHONPATH) instead of the installed "
+        "one: e.g. another commit's src/, from 'git archive COMMIT src | tar -x -C DIR'",
+    )
     args = parser.parse_args(argv)
     print(f"python: {args.python}; otel-asyncres: {' '.join(launcher(args.python))}; runs: {args.runs}")
+    if args.src:
+        print(f"otel_asyncres from {args.src}")
     print(f"machine: {os.cpu_count()} cores; load average before: {os.getloadavg()[0]:.2f}")
     with tempfile.TemporaryDirectory() as tmp:
         program = os.path.join(tmp, "empty.py")
@@ -127,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         print("medians in ms; quartiles in brackets")
         print(f"{'bytecode':9} {'':5} {'plain':>17} {'run':>17} {'difference':>10}")
         for name in args.modes.split(","):
-            env = MODES[name](args.python, tmp)
+            env = MODES[name](args.python, tmp, args.src)
             plain, instrumented = measure(args.python, program, args.runs, env)
             for label, p, r in (("wall", plain[0], instrumented[0]), ("CPU", plain[1], instrumented[1])):
                 difference = statistics.median(r) - statistics.median(p)
