@@ -147,3 +147,23 @@ def test_the_public_names_are_there_when_asked_for() -> None:
     )
     modules = imported_by(code)
     assert "otel_asyncres.session" in modules
+
+
+def test_a_name_first_used_in_a_coroutine() -> None:
+    """Imported on first use, a name may be first used on a loop: importing the
+    instrumentation then must not need to run a loop of its own on that thread."""
+    code = textwrap.dedent(
+        """\
+        import asyncio
+        import otel_asyncres
+
+        async def main():
+            from otel_asyncres import Operation
+            resource = otel_asyncres.Resource("pool", kind="example")
+            assert Operation is not None and resource is not None
+            return asyncio.current_task().get_name()
+
+        assert asyncio.run(main()) == "Task-1"
+        """
+    )
+    assert "otel_asyncres.custom" in imported_by(code)

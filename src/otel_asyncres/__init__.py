@@ -6,6 +6,8 @@ into spans with explicit parents, exported like any OpenTelemetry trace.
 """
 
 import importlib
+import sys
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from .config import ConfigError
@@ -46,6 +48,32 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    value = getattr(_import(f".{module}"), name)
     globals()[name] = value
     return value
+
+
+def _import(module: str) -> ModuleType:
+    """Import a module of this package; on another thread when this one runs
+    an event loop: importing the instrumentation probes asyncio (it runs a task
+    on a loop of its own), which a thread running a loop cannot do, and a name
+    first used in a coroutine is imported there."""
+    asyncio = sys.modules.get("asyncio")
+    if asyncio is None or asyncio._get_running_loop() is None:
+        return importlib.import_module(module, __name__)
+    import threading
+
+    outcome: list[Any] = []
+
+    def run() -> None:
+        try:
+            outcome.append(importlib.import_module(module, __name__))
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, name="otel-asyncres-import")
+    thread.start()
+    thread.join()
+    if isinstance(outcome[0], BaseException):
+        raise outcome[0]
+    return outcome[0]  # type: ignore[no-any-return]
