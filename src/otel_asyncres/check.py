@@ -12,19 +12,15 @@ headers, certificates and compression from OTEL_EXPORTER_OTLP_* count).
 from __future__ import annotations
 
 import os
-import socket
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, TextIO
-from urllib.parse import urlparse
 
-from opentelemetry.sdk.resources import SERVICE_NAME
-from opentelemetry.sdk.trace.export import SpanExportResult
-
-from .config import OPTIONS, ConfigError, Option, Settings, load_settings, sdk_disabled
-from .export.setup import ExporterLog, ReportingExporter, otlp_exporter, resource_for
+from .config import OPTIONS, ConfigError, Frozen, Option, Settings, load_settings, sdk_disabled
 from .version import __version__
+
+# The SDK and the exporters are imported where they are used: the command line
+# imports this module for every command, ``run`` included (start-up cost).
 
 #: Seconds the export request may take, retries included.
 DEFAULT_TIMEOUT = 5.0
@@ -41,8 +37,7 @@ _EXPORT_VARIABLES = {
 OK, UNREACHABLE, BAD_CONFIGURATION = 0, 1, 2
 
 
-@dataclass(frozen=True)
-class Setting:
+class Setting(Frozen):
     name: str
     value: str
     source: str
@@ -90,6 +85,10 @@ def _exporter_source(given: set[str], environ: Mapping[str, str]) -> str:
 
 
 def _service_name(settings: Settings, given: set[str], environ: Mapping[str, str]) -> Setting:
+    from opentelemetry.sdk.resources import SERVICE_NAME
+
+    from .export.setup import resource_for
+
     source = _source("service_name", given, environ)
     named = str(resource_for(settings).attributes.get(SERVICE_NAME, ""))
     if source == "default" and not named.startswith("unknown_service"):
@@ -140,6 +139,10 @@ def probe(settings: Settings, timeout: float) -> tuple[str | None, float]:
     seconds it took. A connection that cannot be made is found first, by
     connecting: the exporter would retry until the timeout and then may say
     no more than that it gave up."""
+    from opentelemetry.sdk.trace.export import SpanExportResult
+
+    from .export.setup import ExporterLog, ReportingExporter, otlp_exporter
+
     started = time.monotonic()
     unreachable = _connect(settings.endpoint, timeout)
     if unreachable is not None:
@@ -158,6 +161,9 @@ def probe(settings: Settings, timeout: float) -> tuple[str | None, float]:
 
 
 def _connect(endpoint: str, timeout: float) -> str | None:
+    import socket
+    from urllib.parse import urlparse
+
     url = urlparse(endpoint)
     host, port = url.hostname or "", url.port or (443 if url.scheme == "https" else 80)
     try:

@@ -12,9 +12,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
-from urllib.parse import urlparse
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from typing_extensions import dataclass_transform
+else:
+
+    def dataclass_transform(**_: Any) -> Callable[[type], type]:
+        return lambda cls: cls
+
 
 EXPORTERS = ("otlp", "console", "none")
 DETAILS = ("tasks", "resources", "all")
@@ -35,8 +41,64 @@ class ConfigError(ValueError):
     """A configuration value that cannot work; the message is one line."""
 
 
-@dataclass(frozen=True)
-class ExportQueueSettings:
+@dataclass_transform(frozen_default=True)
+class Frozen:
+    """``@dataclass(frozen=True)`` for the classes here, without its cost at
+    import: ``dataclasses`` imports ``inspect``, and generates and compiles code
+    for every class, milliseconds that the launcher of ``otel-asyncres run`` and
+    every instrumented program would pay at start-up (docs/performance.md,
+    Start-up). The fields are the annotated names of a subclass, in order; a
+    class attribute is the field's default (shared, so it must be immutable).
+    Instances are read-only, compared, hashed and shown by their fields."""
+
+    _fields: ClassVar[tuple[str, ...]] = ()
+    _defaults: ClassVar[dict[str, Any]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._fields = tuple(cls.__annotations__)
+        cls._defaults = {name: vars(cls)[name] for name in cls._fields if name in vars(cls)}
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        name = type(self).__name__
+        if len(args) > len(self._fields):
+            raise TypeError(f"{name}() takes {len(self._fields)} positional arguments, not {len(args)}")
+        values = dict(zip(self._fields[: len(args)], args, strict=True))
+        for key, value in kwargs.items():
+            if key not in self._fields or key in values:
+                raise TypeError(f"{name}() got an unexpected or repeated keyword argument {key!r}")
+            values[key] = value
+        for key in self._fields:
+            if key not in values:
+                if key not in self._defaults:
+                    raise TypeError(f"{name}() missing required argument: {key!r}")
+                values[key] = self._defaults[key]
+        vars(self).update(values)
+
+    def _values(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, key) for key in self._fields)
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        raise AttributeError(f"cannot assign to field {key!r} of a frozen {type(self).__name__}")
+
+    def __delattr__(self, key: str) -> None:
+        raise AttributeError(f"cannot delete field {key!r} of a frozen {type(self).__name__}")
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        assert isinstance(other, Frozen)
+        return self._values() == other._values()
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{key}={getattr(self, key)!r}" for key in self._fields)
+        return f"{type(self).__qualname__}({fields})"
+
+
+class ExportQueueSettings(Frozen):
     """OTEL_BSP_MAX_QUEUE_SIZE, OTEL_BSP_MAX_EXPORT_BATCH_SIZE and
     OTEL_BSP_SCHEDULE_DELAY, as the BatchSpanProcessor reads them; the
     defaults are larger and more frequent than the SDK's (2048 spans, every
@@ -53,8 +115,7 @@ class ExportQueueSettings:
     exit_timeout: float = 5.0
 
 
-@dataclass(frozen=True)
-class Settings:
+class Settings(Frozen):
     exporters: tuple[str, ...] = ("console",)
     #: The traces endpoint, complete (for http/protobuf including /v1/traces).
     endpoint: str = "http://localhost:4317"
@@ -86,11 +147,10 @@ class Settings:
     #: Runtime metrics (when there is a MeterProvider, or an OTLP endpoint).
     metrics: bool = True
     #: The export queue of a provider this package builds (OTEL_BSP_*).
-    export_queue: ExportQueueSettings = field(default_factory=ExportQueueSettings)
+    export_queue: ExportQueueSettings = ExportQueueSettings()
 
 
-@dataclass(frozen=True)
-class Option:
+class Option(Frozen):
     """One option of this package: a keyword argument of ``instrument()``,
     a flag of ``otel-asyncres run`` and an ``OTEL_ASYNCRES_*`` variable."""
 
@@ -418,13 +478,16 @@ def _endpoint(options: Mapping[str, Any], env: Mapping[str, str], protocol: str)
     source = "--endpoint" if options.get("endpoint") else "OTEL_EXPORTER_OTLP_ENDPOINT"
     base = _text(options.get("endpoint") or env.get("OTEL_EXPORTER_OTLP_ENDPOINT"))
     url = base or _DEFAULT_ENDPOINTS[protocol]
-    _check_url(url, source)
+    if base is not None:
+        _check_url(url, source)
     if protocol == "http/protobuf":
         url = url.rstrip("/") + "/v1/traces"
     return url, base is not None
 
 
 def _check_url(url: str, source: str) -> None:
+    from urllib.parse import urlparse  # only for an endpoint given (start-up of the console default)
+
     problem = None
     try:
         parsed = urlparse(url)

@@ -25,7 +25,6 @@ from types import FrameType
 from typing import Any, NoReturn
 
 from .config import Settings, load_settings
-from .session import Session, activate, uninstrument
 
 #: Environment variables through which the launcher talks to the bootstrap;
 #: the bootstrap removes them, so the program never sees them.
@@ -72,6 +71,8 @@ def start_in_program() -> None:
     raw = os.environ.pop(OPTIONS_VAR, None)
     if raw is None:
         return
+    from .session import Session, activate  # the launcher, which only execs, needs none of it
+
     options = json.loads(raw)
     default_name = options.pop("_default_service_name", None)
     try:
@@ -99,6 +100,8 @@ def _flush_on_sigterm() -> None:
     program has not claimed SIGTERM, export first, then die the same way."""
     if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
         return
+
+    from .session import uninstrument
 
     def on_sigterm(signum: int, frame: FrameType | None) -> Any:
         uninstrument()

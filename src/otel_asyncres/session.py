@@ -11,23 +11,18 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import logging
 import sys
 import threading
 from collections.abc import Callable
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from opentelemetry import trace
+from opentelemetry import metrics, trace
 
 from .bridge import BridgeOptions, SpanBridge
 from .config import Settings, load_settings, sdk_disabled
 from .diagnostics import Deadlock, LintOptions
 from .export.exit import ExitDeadline, GivesUp
-from .export.metrics import (
-    ReportingMetricExporter,
-    application_meter_provider,
-    build_meter_provider,
-    metrics_wanted,
-)
 from .export.setup import Export, ExporterLog, build_tracer_provider, resource_for
 from .handoff import Handoff
 from .instrumentation import Instrumentation, Sources
@@ -35,8 +30,18 @@ from .sampling import Prestarted, root_sampler
 from .showing import Budget, Policy
 from .version import __version__
 
+if TYPE_CHECKING:  # the metrics SDK is imported only for a MeterProvider of our own (OTLP)
+    from .export.metrics import ReportingMetricExporter
+
 #: How long exit waits for the exporters (a dead collector must not hang exit).
 EXIT_FLUSH_MILLIS = 10000
+
+# Diagnostics and internal errors are logged to "otel_asyncres" (by the
+# hand-off, the diagnostics and the instrumentor: all of them come with the
+# session, and the launcher, which imports the package, need not import
+# logging); an application that has not configured logging sees them in its
+# traces and the exit summary, not as stray lines on its stderr.
+logging.getLogger("otel_asyncres").addHandler(logging.NullHandler())
 
 
 class Session:
@@ -241,11 +246,14 @@ def _meter_provider(
     beside them, with its reporter; else nowhere."""
     if not settings.metrics:
         return None, None
-    provider = given if given is not None else application_meter_provider()
+    provider = given if given is not None else _application_meter_provider()
     if provider is not None:
         return provider, None
-    if owns_tracing and "otlp" in settings.exporters and metrics_wanted():
-        return build_meter_provider(settings, resource_for(settings, default_service_name))
+    if owns_tracing and "otlp" in settings.exporters:
+        from .export.metrics import build_meter_provider, metrics_wanted  # the metrics SDK, only for this
+
+        if metrics_wanted():
+            return build_meter_provider(settings, resource_for(settings, default_service_name))
     return None, None
 
 
@@ -286,6 +294,14 @@ def _application_provider() -> Any:
     """The application's global provider, if it has set one."""
     provider = trace.get_tracer_provider()
     if isinstance(provider, trace.ProxyTracerProvider):
+        return None
+    return provider
+
+
+def _application_meter_provider() -> Any:
+    """The application's global MeterProvider, if it has set one."""
+    provider = metrics.get_meter_provider()
+    if type(provider).__name__ in ("_ProxyMeterProvider", "NoOpMeterProvider"):
         return None
     return provider
 

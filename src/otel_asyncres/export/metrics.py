@@ -19,7 +19,6 @@ import re
 import threading
 from typing import Any
 
-from opentelemetry import metrics
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import (
     MetricExporter,
@@ -138,11 +137,3 @@ def build_meter_provider(
     reporter = ReportingMetricExporter(otlp_metric_exporter(settings), description)
     reader = PeriodicExportingMetricReader(reporter)
     return MeterProvider(metric_readers=[reader], resource=resource, shutdown_on_exit=False), reporter
-
-
-def application_meter_provider() -> Any:
-    """The application's global MeterProvider, if it has set one."""
-    provider = metrics.get_meter_provider()
-    if type(provider).__name__ in ("_ProxyMeterProvider", "NoOpMeterProvider"):
-        return None
-    return provider
