@@ -503,9 +503,12 @@ def test_failures_of_our_own_are_counted_not_raised(traced, monkeypatch, caplog)
 
 def test_debug_mode_reports_slow_callbacks_as_before(traced, caplog):
     """In debug mode the loop names every callback slower than
-    ``slow_callback_duration`` by its ``_callback``: the marks that bracket
-    polls stand in the ready queue like Handles, so they must have one (a
-    garbage collection during a mark once made the loop raise here)."""
+    ``slow_callback_duration``: the marks that bracket polls stand in the
+    ready queue like Handles, but the loop skips them as cancelled (they do
+    their work when it asks), so they are never reported (CPython's
+    test_base_events.test_log_slow_callbacks checks the last report), and
+    never formatted (a garbage collection during a mark once made the loop
+    raise here, formatting a mark without ``_callback``)."""
 
     async def child() -> int:
         await asyncio.sleep(0)
@@ -518,6 +521,6 @@ def test_debug_mode_reports_slow_callbacks_as_before(traced, caplog):
     with caplog.at_level("WARNING", logger="asyncio"):
         assert asyncio.run(main(), debug=True) == [1, 1]
     slow = [rec.getMessage() for rec in caplog.records if rec.name == "asyncio"]
-    assert any("poll mark of task" in message for message in slow)
+    assert not any("poll mark of task" in message for message in slow)
     assert any("test_debug_mode_reports_slow_callbacks_as_before" in message for message in slow)
     assert one(traced.spans(), "task test_debug_mode_reports_slow_callbacks_as_before.<locals>.main")

@@ -11,9 +11,12 @@ reported at exit, in one line, instead of passing unnoticed.
 from __future__ import annotations
 
 import logging
+import os
+import random
 import re
 import sys
 import threading
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Protocol, TextIO
 
@@ -24,6 +27,7 @@ from opentelemetry.sdk.trace.export import (
     SpanExporter,
     SpanExportResult,
 )
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 
 from ..config import Settings
 from .console import ConsoleTreeExporter
@@ -217,11 +221,56 @@ class Export:
         return [line for line in lines if line]
 
 
+class PrivateRandomIdGenerator(RandomIdGenerator):
+    """Random trace and span ids drawn from a generator of its own.
+
+    The SDK's default draws from the ``random`` module's generator, the
+    program's: every span moved the program's random sequence (a program that
+    seeds ``random`` drew other numbers when instrumented), and a program that
+    seeds it again (regrtest does, before every test file) made the ids repeat
+    (spans of different CPython test files shared trace and span ids, some
+    were their own parent, and the console view died of recursion)."""
+
+    def __init__(self) -> None:
+        self._random = random.Random()  # seeded from os.urandom
+        _reseed_after_fork.add(self._random)
+
+    def generate_span_id(self) -> int:
+        span_id = self._random.getrandbits(64)
+        while span_id == 0:  # INVALID_SPAN_ID
+            span_id = self._random.getrandbits(64)
+        return span_id
+
+    def generate_trace_id(self) -> int:
+        trace_id = self._random.getrandbits(128)
+        while trace_id == 0:  # INVALID_TRACE_ID
+            trace_id = self._random.getrandbits(128)
+        return trace_id
+
+
+#: A forked child must not draw the ids its parent draws (the ``random``
+#: module reseeds its own generator in the child the same way).
+_reseed_after_fork: weakref.WeakSet[random.Random] = weakref.WeakSet()
+
+
+def _reseed() -> None:
+    for generator in list(_reseed_after_fork):
+        generator.seed()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reseed)
+
+
 def build_tracer_provider(
     settings: Settings, default_service_name: str | None = None, console_stream: TextIO | None = None
 ) -> tuple[TracerProvider, Export]:
     """A provider exporting as configured, and what to ask at exit."""
-    provider = TracerProvider(resource=resource_for(settings, default_service_name), shutdown_on_exit=False)
+    provider = TracerProvider(
+        resource=resource_for(settings, default_service_name),
+        shutdown_on_exit=False,
+        id_generator=PrivateRandomIdGenerator(),
+    )
     export = Export()
     for name in settings.exporters:
         if name == "console":

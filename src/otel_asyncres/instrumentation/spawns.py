@@ -30,7 +30,10 @@ def _step_wrapper_type() -> type:
     async def noop() -> None:
         pass
 
-    loop = asyncio.new_event_loop()
+    # Not new_event_loop(): that would create the global event loop policy,
+    # which a plain program only has once it asks for one (CPython's tests
+    # check that asyncio.events._event_loop_policy is as they found it).
+    loop = asyncio.SelectorEventLoop()
     seen: list[type] = []
     original = loop.call_soon
 
