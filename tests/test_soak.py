@@ -111,10 +111,16 @@ def test_memory_is_flat_under_a_server_workload():
     steady = levels[warm:]
     # What is alive between rounds (the server, its semaphore, connections
     # still closing) is the same every round: finished ones leave nothing.
+    # A round can catch more alive than another (a sweep showing what has
+    # lived a second, connections a collection away from closing): what must
+    # not happen is a level that rises, so the floor and the median of the
+    # last third are compared with those of the first.
     for i, what in enumerate(("live tasks", "live resources", "open spans")):
         counts = [level[i] for level in steady]
-        assert max(counts) <= min(counts) + CONNECTIONS // 10, (what, counts)
-        assert counts[-1] <= counts[0] + CONNECTIONS // 10, (what, counts)
+        third = len(counts) // 3
+        first, last = sorted(counts[:third]), sorted(counts[-third:])
+        assert last[0] <= first[0] + CONNECTIONS // 10, (what, counts)
+        assert last[third // 2] <= first[third // 2] + CONNECTIONS // 10, (what, counts)
     memory = [level[3] for level in steady]
     growth = memory[-1] - memory[0]
     # Flat: what the instrumentation keeps does not grow with the rounds run.
