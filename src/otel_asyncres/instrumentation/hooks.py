@@ -23,6 +23,7 @@ from asyncio import constants, format_helpers
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from .frames import OWN_FRAME
 from .loops import definitions
 from .patching import Patcher
 
@@ -88,7 +89,7 @@ def _trimmed(handle: Any) -> Any:
     asyncio's own ``_call_soon`` frame counted in the depth, hence one less."""
     if handle._source_traceback:
         depth = constants.DEBUG_STACK_DEPTH - 1
-        handle._source_traceback = format_helpers.extract_stack(sys._getframe(2), limit=depth)
+        handle._source_traceback = format_helpers.extract_stack(sys._getframe(2 * OWN_FRAME), limit=depth)
     return handle
 
 
@@ -113,7 +114,7 @@ def _hook_call_soon(tracker: TaskTracker, original: Callable[..., Any]) -> Calla
             else:
                 handle = original(loop, run_caused, cause, callback, *args, context=context)
         if handle._source_traceback:  # debug mode; the attribute is read-only, its list is not
-            handle._source_traceback[:] = format_helpers.extract_stack(sys._getframe(1))
+            handle._source_traceback[:] = format_helpers.extract_stack(sys._getframe(OWN_FRAME))
         return handle
 
     call_soon.__wrapped__ = original  # type: ignore[attr-defined]
