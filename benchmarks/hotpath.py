@@ -17,7 +17,10 @@ Variants:
   TracerProvider whose BatchSpanProcessor feeds an exporter that drops spans;
 - ``tree-sampled-out``: the same tree, TracerProvider(sampler=ALWAYS_OFF);
 - ``lock``: 10 tasks x 3,000 turns on one asyncio.Lock with
-  ``await asyncio.sleep(0)`` held inside, exported as ``tree``.
+  ``await asyncio.sleep(0)`` held inside, exported as ``tree``;
+- not run by default: ``tree-budget-off``, ``tree-budget-1``,
+  ``lock-budget-off`` and ``lock-budget-1``, with ``budget`` off (everything shown) or 1 (nearly
+  everything folded), which export as much however fast the run is.
 
 The first line names the mode of otel_asyncres that was loaded (compiled or
 pure Python), so that runs of a compiled and a pure build can be told apart.
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import gc
 import json
 import os
@@ -62,11 +66,20 @@ async def lock() -> int:
     return await lock_contention(1.0)
 
 
-VARIANTS: dict[str, tuple[Callable[[], Coroutine[Any, Any, Any]], str]] = {
-    "tree": (tree, "export-null"),
-    "tree-sampled-out": (tree, "sampled-out"),
-    "lock": (lock, "export-null"),
+#: Variant: the workload, the mode (benchmarks/modes.py) and options of
+#: ``instrument()``. With the default budget, how many spans a run exports
+#: depends on how long it takes; the budget-off and budget-1 variants export
+#: the same spans however fast the hot path is (all, or nearly none).
+VARIANTS: dict[str, tuple[Callable[[], Coroutine[Any, Any, Any]], str, dict[str, Any]]] = {
+    "tree": (tree, "export-null", {}),
+    "tree-sampled-out": (tree, "sampled-out", {}),
+    "lock": (lock, "export-null", {}),
+    "tree-budget-off": (tree, "export-null", {"budget": "off"}),
+    "tree-budget-1": (tree, "export-null", {"budget": 1}),
+    "lock-budget-off": (lock, "export-null", {"budget": "off"}),
+    "lock-budget-1": (lock, "export-null", {"budget": 1}),
 }
+DEFAULT_VARIANTS = ("tree", "tree-sampled-out", "lock")
 
 
 def _time(
@@ -87,15 +100,15 @@ def _time(
 def _measure(variant: str, repeat: int) -> dict[str, Any]:
     from .modes import MODES, Setup
 
-    workload, mode = VARIANTS[variant]
+    workload, mode, options = VARIANTS[variant]
     _time(workload, lambda: None)  # warm-up: imports, caches
     plain = [_time(workload, lambda: None) for _ in range(repeat)]
-    setup = Setup(MODES[mode])
+    setup = Setup(dataclasses.replace(MODES[mode], options={**MODES[mode].options, **options}))
     _time(workload, setup.flush)  # warm-up, instrumented
     inst = [_time(workload, setup.flush) for _ in range(repeat)]
     counts = setup.counts()
     setup.close()
-    import otel_asyncres
+    from otel_asyncres.instrumentation import frames
 
     p = statistics.median(t[0] for t in plain)
     i = statistics.median(t[0] for t in inst)
@@ -105,7 +118,7 @@ def _measure(variant: str, repeat: int) -> dict[str, Any]:
     i_cpu = statistics.median(t[2] for t in inst)
     return {
         "variant": variant,
-        "compiled": getattr(otel_asyncres, "COMPILED", False),
+        "compiled": frames.OWN_FRAME == 0,  # the hot modules push no frames: compiled
         "plain_s": p,
         "instrumented_s": i,
         "ratio": i / p,
@@ -119,7 +132,7 @@ def _measure(variant: str, repeat: int) -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=7)
-    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--variants", default=",".join(DEFAULT_VARIANTS), help=f"of {', '.join(VARIANTS)}")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--json", action="store_true", help="one JSON line per variant")
     args = parser.parse_args(argv)
