@@ -7,21 +7,13 @@ into spans with explicit parents, exported like any OpenTelemetry trace.
 
 import logging
 
-# First: whether the hot modules load compiled or from their sources.
-from . import _core
 from .config import ConfigError
 from .custom import Operation, Resource
 from .diagnostics import Deadlock, DeadlockedTask
 from .session import flush, instrument, uninstrument
 from .version import __version__
 
-#: Whether the loop-side hot path runs compiled (Cython) or as pure Python
-#: (see docs/performance.md, "Compiled core"); ``COMPILED_REASON`` says why.
-COMPILED, COMPILED_REASON = _core.loaded()
-
 __all__ = [
-    "COMPILED",
-    "COMPILED_REASON",
     "ConfigError",
     "Deadlock",
     "DeadlockedTask",
