@@ -12,7 +12,7 @@ import asyncio
 import importlib.util
 import os
 import sys
-from types import CodeType, FrameType
+from types import CodeType, FrameType, FunctionType
 from typing import Any
 
 from ..model import Location
@@ -81,7 +81,7 @@ def location_of(frame: FrameType) -> Location:
 
 def user_location() -> Location | None:
     """The innermost frame of the caller's stack that belongs to user code."""
-    frame: FrameType | None = sys._getframe(1)
+    frame: FrameType | None = sys._getframe(OWN_FRAME)
     while frame is not None:
         if not frame.f_code.co_filename.startswith(_SKIPPED):
             return location_of(frame)
@@ -104,9 +104,9 @@ def spawn_location(loop: Any, skip: int = 0) -> Location | None:
     with a task factory (the program's own code, inside ``create_task``)
     needs the spawn's frames skipped up to the loop's ``create_task``."""
     try:
-        frame: FrameType | None = sys._getframe(1 + skip)
+        frame: FrameType | None = sys._getframe(OWN_FRAME * (1 + skip))
     except ValueError:  # a shallower stack than the caller said
-        frame = sys._getframe(1)
+        frame = sys._getframe(OWN_FRAME)
     if loop is None or _task_factory(loop) is not None:
         probe = frame
         for _ in range(16):
@@ -134,9 +134,16 @@ def caller_is_user_code(depth: int = 1) -> bool:
     """Whether the function ``depth`` levels up was called from outside asyncio
     and this package (the immediate caller only, no walk)."""
     try:
-        return not sys._getframe(depth + 1).f_code.co_filename.startswith(_SKIPPED)
+        return not sys._getframe(depth + OWN_FRAME).f_code.co_filename.startswith(_SKIPPED)
     except ValueError:
         return False
+
+
+#: How many Python frames a function of this package's hot modules pushes: 1,
+#: or 0 where they are compiled (Cython or mypyc; a compiled function has no
+#: frame, so ``sys._getframe(0)`` inside one is its nearest Python caller's).
+#: The hot modules are compiled all together or not at all.
+OWN_FRAME = 1 if isinstance(user_location, FunctionType) else 0
 
 
 def await_chain(coro: Any) -> list[FrameType]:

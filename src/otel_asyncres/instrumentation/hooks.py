@@ -30,6 +30,7 @@ from collections.abc import Callable
 from contextvars import Context
 from typing import TYPE_CHECKING, Any
 
+from .frames import OWN_FRAME
 from .loops import definitions
 from .patching import Patcher
 from .task_state import MUTED_CONTEXT
@@ -119,7 +120,7 @@ def _retrace(handle: Any) -> None:
     in: record it again from the hook's caller, as if there were no hook.
     asyncio's own ``_call_soon`` frame counted in the depth, hence one less."""
     depth = constants.DEBUG_STACK_DEPTH - 1
-    handle._source_traceback = format_helpers.extract_stack(sys._getframe(2), limit=depth)
+    handle._source_traceback = format_helpers.extract_stack(sys._getframe(2 * OWN_FRAME), limit=depth)
 
 
 def _hook_call_soon(tracker: TaskTracker, original: Callable[..., Any]) -> Callable[..., Any]:
@@ -143,7 +144,7 @@ def _hook_call_soon(tracker: TaskTracker, original: Callable[..., Any]) -> Calla
             else:
                 handle = original(loop, run_caused, cause, callback, *args, context=context)
         if handle._source_traceback:  # debug mode; the attribute is read-only, its list is not
-            handle._source_traceback[:] = format_helpers.extract_stack(sys._getframe(1))
+            handle._source_traceback[:] = format_helpers.extract_stack(sys._getframe(OWN_FRAME))
         return handle
 
     call_soon.__wrapped__ = original  # type: ignore[attr-defined]

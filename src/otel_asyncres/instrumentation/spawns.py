@@ -21,7 +21,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace as otel_trace
 
 from ..model import ErrorInfo
-from .frames import is_runtime_file
+from .frames import OWN_FRAME, is_runtime_file
 
 
 def _step_wrapper_type() -> type:
@@ -76,7 +76,7 @@ _NAMING_FRAMES = frozenset(
 
 def name_being_given() -> str | None:
     """The ``name`` a create_task frame above is about to give."""
-    frame = sys._getframe(2)
+    frame = sys._getframe(2 * OWN_FRAME)
     found = None
     for _ in range(6):
         if frame is None:
