@@ -93,17 +93,44 @@ LONG_OPTIONS = ("--window-duration", "0.2s")
 # -- Jaeger --------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def jaeger() -> Iterator[jaeger_build.Jaeger]:
-    """Jaeger built (once, cached) and started on free ports for this module."""
+def binary_or_skip() -> Path:
+    """The Jaeger binary (built once, cached); without Go, a skip, or a failure
+    where Jaeger is required."""
     try:
-        binary = jaeger_build.build()
+        return jaeger_build.build()
     except jaeger_build.GoMissing as error:
         if jaeger_build.required():
             pytest.fail(f"{error}, and {jaeger_build.REQUIRE}=1")
         pytest.skip(str(error))
-    with jaeger_build.Jaeger(binary) as server:
+
+
+@pytest.fixture(scope="module")
+def jaeger() -> Iterator[jaeger_build.Jaeger]:
+    """Jaeger started on free ports for this module."""
+    with jaeger_build.Jaeger(binary_or_skip()) as server:
         yield server
+
+
+def test_without_go_a_skip_or_where_required_a_failure(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    def no_go() -> str:
+        raise jaeger_build.GoMissing("no Go toolchain here")
+
+    monkeypatch.setenv("OTEL_ASYNCRES_JAEGER_CACHE", str(tmp_path))  # nothing built yet
+    monkeypatch.setattr(jaeger_build, "find_go", no_go)
+    monkeypatch.delenv(jaeger_build.REQUIRE, raising=False)
+    with pytest.raises(pytest.skip.Exception) as skipped:
+        binary_or_skip()
+    assert str(skipped.value) == "no Go toolchain here"  # one line
+    monkeypatch.setenv(jaeger_build.REQUIRE, "1")
+    with pytest.raises(pytest.fail.Exception):
+        binary_or_skip()
+    # A build that fails is a failure, never a skip.
+    monkeypatch.delenv(jaeger_build.REQUIRE)
+    monkeypatch.setattr(jaeger_build, "find_go", lambda: "false")
+    with pytest.raises(RuntimeError, match="go build"):
+        binary_or_skip()
 
 
 @dataclass
