@@ -804,3 +804,33 @@ def test_longer_than_three_windows(runs: dict[str, Run], name: str) -> None:
     children = [s for s in spans if s.name.startswith("task child-")]
     assert len(children) == 12, describe(spans)
     assert {c.parent for c in children} <= {m.id for m in mains}
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+def test_otel_asyncres_check_finds_jaeger_reachable(jaeger: jaeger_build.Jaeger, protocol: str) -> None:
+    """deploy/jaeger/README.md's promise: ``otel-asyncres check`` works against it."""
+    endpoint = jaeger.otlp_grpc if protocol == "grpc" else jaeger.otlp_http
+    env = child_env(
+        OTEL_EXPORTER_OTLP_ENDPOINT=endpoint,
+        OTEL_EXPORTER_OTLP_PROTOCOL=protocol,
+        OTEL_METRICS_EXPORTER="none",
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "otel_asyncres", "check"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    assert (result.returncode, result.stderr) == (0, ""), result.stdout
+    traces_endpoint = endpoint + ("/v1/traces" if protocol != "grpc" else "")
+    assert result.stdout.splitlines()[-1].startswith(f"otlp: {traces_endpoint} ({protocol}): reachable")
+
+
+def test_the_built_jaeger_serves_a_placeholder_for_its_ui(jaeger: jaeger_build.Jaeger) -> None:
+    """A build from the module proxy has no UI assets (they are built from
+    jaeger-ui into the Docker image): docs/guide.md says where the pictures come from."""
+    page = jaeger.text("/")
+    assert "This is not the Jaeger UI you are looking for" in page
+    assert "Docker image" in (ROOT / "docs" / "guide.md").read_text()
