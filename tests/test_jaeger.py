@@ -458,10 +458,16 @@ def check_same_as_sent(sent: list[ReceivedSpan], traces: list[dict[str, Any]]) -
     shown = {s.id: s for t in traces for s in spans_of(t)}
     assert sorted(shown) == sorted(s.span.span_id.hex() for s in sent)
     trace_ids = {t["traceID"] for t in traces}
+    processes = {(t["traceID"], pid): process for t in traces for pid, process in t["processes"].items()}
     for received in sent:
         span, attrs = received.span, received.attributes
         j = shown[span.span_id.hex()]
         where = f"{received.name} ({j.id})"
+        # The resource is the process: its service and the rest as tags.
+        process = processes[(j.raw["traceID"], j.raw["processID"])]
+        resource = dict(received.resource)
+        assert process["serviceName"] == resource.pop("service.name"), where
+        assert {t["key"]: t["value"] for t in process["tags"]} == resource, where
         assert span.trace_id.hex() in trace_ids, where
         assert j.name == received.name, where
         assert j.parent == (span.parent_span_id.hex() or None), where
