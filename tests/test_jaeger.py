@@ -2,7 +2,8 @@
 what it stores and shows of the project's traces, read back through its query
 APIs: /api (the one its UI reads) and /api/v3 (Jaeger v2's OTLP-shaped one).
 
-Each program (the one-shot and mutex-contention examples, a failing task, a
+Each program (the one-shot example, the examples with contention: mutex, semaphore and
+queues, a failing task, a
 program longer than three windows) runs once under ``otel-asyncres run`` for the
 whole module, in one or two ways:
 
@@ -551,6 +552,8 @@ def programs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {
         "oneshot": EXAMPLES / "oneshot.py",
         "mutex": EXAMPLES / "mutex_contention.py",
+        "semaphore": EXAMPLES / "semaphore_crawler.py",
+        "pipeline": EXAMPLES / "pipeline.py",
         "failing": directory / "failing.py",
         "long": directory / "long.py",
     }
@@ -563,6 +566,10 @@ RUNS: dict[str, tuple[str, str, str, tuple[str, ...]]] = {
     "oneshot-relayed": ("oneshot", "oneshot-relayed", "relayed", ()),
     "mutex": ("mutex", "mutex-contention", "grpc", MUTEX_OPTIONS),
     "mutex-relayed": ("mutex", "mutex-relayed", "relayed", MUTEX_OPTIONS),
+    "semaphore": ("semaphore", "semaphore-crawler", "grpc", MUTEX_OPTIONS),
+    "semaphore-relayed": ("semaphore", "semaphore-relayed", "relayed", MUTEX_OPTIONS),
+    "pipeline": ("pipeline", "pipeline", "grpc", MUTEX_OPTIONS),
+    "pipeline-relayed": ("pipeline", "pipeline-relayed", "relayed", MUTEX_OPTIONS),
     "failing": ("failing", "failing", "grpc", ()),
     "failing-relayed": ("failing", "failing-relayed", "relayed", ()),
     "long": ("long", "long", "grpc", LONG_OPTIONS),
@@ -604,12 +611,15 @@ UI_WARNINGS_OPEN = {
     )
     for name in ("long", "long-relayed")
 } | {
+    # A resource span ends when its object is collected, which may be after the task
+    # it hangs under ended; Jaeger warns when that span is also the shorter one
+    # (timing: not every run, hence not strict).
     name: pytest.mark.xfail(
         strict=False,
-        reason=SKEW
-        + "in some runs the one-shot's future, collected after its parent task ended, outlives it",
+        reason=SKEW + "a resource collected after the task it hangs under ended (the one-shot's "
+        "future, the pipeline's queues) outlives that task",
     )
-    for name in ("oneshot-grpc", "oneshot-http", "oneshot-relayed")
+    for name in ("oneshot-grpc", "oneshot-http", "oneshot-relayed", "pipeline", "pipeline-relayed")
 }
 LATE_CHILDREN_OPEN = {
     name: pytest.mark.xfail(
@@ -840,3 +850,31 @@ def test_the_built_jaeger_serves_a_placeholder_for_its_ui(jaeger: jaeger_build.J
     page = jaeger.text("/")
     assert "This is not the Jaeger UI you are looking for" in page
     assert "Docker image" in (ROOT / "docs" / "guide.md").read_text()
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("semaphore", {"resource asyncio.Semaphore", "async_op Semaphore.acquire", "async_op sleep"}),
+        (
+            "pipeline",
+            {"resource asyncio.Queue", "async_op Queue.put", "async_op Queue.get", "async_op Queue.join"},
+        ),
+    ],
+)
+def test_contention_examples_operations(
+    jaeger: jaeger_build.Jaeger, runs: dict[str, Run], name: str, expected: set[str]
+) -> None:
+    """The spans the examples' docstrings tell people to look for, in Jaeger's operation list."""
+    run = runs[name]
+    assert expected <= set(jaeger.operations(run.service))
+    for span in run.spans():
+        if span.name in ("async_op Semaphore.acquire", "async_op Queue.put", "async_op Queue.get"):
+            # Woken by the task on the other side, which it references.
+            waker = span.tags["asyncio.waker.task.id"]
+            targets = {
+                s.tags["asyncio.task.id"]
+                for s in run.spans()
+                if s.name.startswith("task ") and ("FOLLOWS_FROM", s.id) in span.refs
+            }
+            assert waker in targets, span
