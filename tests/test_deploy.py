@@ -42,6 +42,39 @@ def test_jaeger_readme_commands_match_the_compose_ports():
     assert "http://localhost:16686" in readme
 
 
+def jaeger_config_default(value: str) -> str:
+    """``${env:NAME:-default}`` with the environment unset, as Jaeger reads it."""
+    return re.sub(r"\$\{env:[A-Z_]+:-([^}]*)\}", r"\1", value)
+
+
+def test_jaeger_without_docker_is_pinned_and_listens_where_the_container_does() -> None:
+    jaeger = ROOT / "deploy/jaeger"
+    gomod = (jaeger / "go.mod").read_text()
+    assert "\ntool github.com/jaegertracing/jaeger/cmd/jaeger\n" in gomod
+    # The approved release, never a newer one (issue 14).
+    required = re.findall(r"^\s*github\.com/jaegertracing/jaeger (v\S+)(?: // indirect)?$", gomod, re.M)
+    assert required == ["v1.75.0"], "pin Jaeger v1.75.0"
+    assert "github.com/jaegertracing/jaeger v1.75.0 h1:" in (jaeger / "go.sum").read_text()
+
+    config = yaml.safe_load((jaeger / "config.yaml").read_text())
+    pipeline = config["service"]["pipelines"]["traces"]
+    assert pipeline["receivers"] == ["otlp"] and pipeline["exporters"] == ["jaeger_storage_exporter"]
+    extensions = config["extensions"]
+    (backend,) = extensions["jaeger_storage"]["backends"].values()
+    assert "memory" in backend
+    protocols = config["receivers"]["otlp"]["protocols"]
+    assert jaeger_config_default(protocols["grpc"]["endpoint"]) == "localhost:4317"
+    assert jaeger_config_default(protocols["http"]["endpoint"]) == "localhost:4318"
+    assert jaeger_config_default(extensions["jaeger_query"]["http"]["endpoint"]) == "localhost:16686"
+    assert extensions["jaeger_query"]["enable_tracing"] is False  # or it traces itself to :4317
+
+    readme = (jaeger / "README.md").read_text()
+    assert "cd deploy/jaeger\ngo tool jaeger --config config.yaml\n" in readme
+    assert "OTEL_EXPORTER_OTLP_ENDPOINT=http://localhost:4317 .venv/bin/otel-asyncres check" in readme
+    for variable in re.findall(r"\$\{env:([A-Z_]+):-", (jaeger / "config.yaml").read_text()):
+        assert f"`{variable}`" in readme, f"{variable} is not explained in the README"
+
+
 # -- deploy/tempo ------------------------------------------------------------------
 
 TEMPO = ROOT / "deploy/tempo"

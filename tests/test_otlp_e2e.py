@@ -4,7 +4,9 @@ the assertions are on the protobufs that arrive."""
 
 from __future__ import annotations
 
+import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -369,3 +371,16 @@ def test_collector_down_default_timeout(protocol: str) -> None:
     not tried for another 10 s."""
     result, _ = run_against_dead_collector(protocol)
     assert "ran out of time" in result.stderr.splitlines()[-1], result.stderr
+
+
+def test_resource_names_the_host_unless_configured(monkeypatch: pytest.MonkeyPatch) -> None:
+    """host.name tells a backend that every span has this process's clock (Jaeger
+    v2 compares the clocks of parent and child spans from different hosts only)."""
+    from otel_asyncres.config import load_settings
+    from otel_asyncres.export.setup import resource_for
+
+    for name in [n for n in os.environ if n.startswith("OTEL_")]:
+        monkeypatch.delenv(name)
+    assert resource_for(load_settings({})).attributes["host.name"] == socket.gethostname()
+    monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "host.name=box,team=a")
+    assert resource_for(load_settings({})).attributes["host.name"] == "box"

@@ -14,13 +14,14 @@ import logging
 import os
 import random
 import re
+import socket
 import sys
 import threading
 import weakref
 from collections.abc import Callable, Sequence
 from typing import Protocol, TextIO
 
-from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+from opentelemetry.sdk.resources import HOST_NAME, SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import (
     SimpleSpanProcessor,
@@ -195,8 +196,16 @@ def otlp_exporter(settings: Settings, timeout: float | None = None) -> SpanExpor
 
 def resource_for(settings: Settings, default_service_name: str | None = None) -> Resource:
     """OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME are read by the SDK's
-    detector; an explicit service name wins, then the program's name."""
+    detector; an explicit service name wins, then the program's name.
+
+    ``host.name`` is this machine's unless configured: every span of a process
+    has one clock, and a backend that finds no host on the resource (Jaeger's
+    query service) takes each span for another host's and reports "clock skew"
+    wherever a child outlives its parent (a resource its creator, a task's
+    later window)."""
     resource = Resource.create({} if settings.service_name is None else {SERVICE_NAME: settings.service_name})
+    if HOST_NAME not in resource.attributes:
+        resource = resource.merge(Resource({HOST_NAME: socket.gethostname()}))
     unnamed = str(resource.attributes.get(SERVICE_NAME, "")).startswith("unknown_service")
     if settings.service_name is None and default_service_name is not None and unnamed:
         resource = resource.merge(Resource({SERVICE_NAME: default_service_name}))
