@@ -22,12 +22,13 @@ class GivesUp:
 
     given_up = False
 
-    def give_up(self) -> None:
-        if not self.given_up:
-            self.given_up = True
-            inner: Any = getattr(self, "inner", None)  # the wrapped exporter, of each wrapper's type
-            with contextlib.suppress(Exception):
-                inner.shutdown()
+    def stop_retrying(self) -> None:
+        """Shut the wrapped exporter down (``given_up`` is set first, by the
+        deadline, for every exporter: one's shutdown makes the others'
+        retries log that they were aborted, which is no reason to keep)."""
+        inner: Any = getattr(self, "inner", None)  # the wrapped exporter, of each wrapper's type
+        with contextlib.suppress(Exception):
+            inner.shutdown()
 
 
 class ExitDeadline:
@@ -59,4 +60,6 @@ class ExitDeadline:
         self._armed.wait()
         if not self._done.wait(self._seconds):
             for exporter in self._exporters:
-                exporter.give_up()
+                exporter.given_up = True
+            for exporter in self._exporters:
+                exporter.stop_retrying()
