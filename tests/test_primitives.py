@@ -1852,6 +1852,32 @@ def test_initial_state_is_complete(ck, name):
     assert updates == [], "a new primitive changes no state"
 
 
+class _Service:
+    def __init__(self) -> None:
+        self.pool = asyncio.Semaphore(2)
+        jobs: asyncio.Queue[int] = asyncio.Queue()
+        self.jobs = jobs
+        self.first, self.second = asyncio.Lock(), asyncio.Lock()  # two targets: no name
+
+
+def test_a_resource_is_named_by_the_assignment_that_made_it(ck, run):
+    """``self.pool = asyncio.Semaphore(2)`` is ``pool``; an annotated target
+    counts; a line with two targets names neither. Span names stay the type's."""
+
+    async def main():
+        service = _Service()
+        async with service.pool:
+            await service.jobs.put(1)
+        return [ck.rid(r) for r in (service.pool, service.jobs, service.first)]
+
+    pool, jobs, first = run(main)
+    spans = ck.traced.finished_spans()
+    assert resource_span(spans, pool).attributes[sc.RESOURCE_NAME] == "pool"
+    assert resource_span(spans, pool).name == "resource asyncio.Semaphore"
+    assert resource_span(spans, jobs).attributes[sc.RESOURCE_NAME] == "jobs"
+    assert sc.RESOURCE_NAME not in resource_span(spans, first).attributes
+
+
 # -- resource end ------------------------------------------------------------------------
 
 

@@ -8,6 +8,8 @@ Names are a contract (``semconv``, docs/mapping.md).
 
 from __future__ import annotations
 
+import linecache
+import re
 from typing import TYPE_CHECKING, Any
 
 from ..model import Entity, ErrorInfo, Event, Fate, Folded, Location, StateOp, StateValue
@@ -62,6 +64,9 @@ def resource_identity(rs: ResourceState) -> dict[str, Any]:
         sc.RESOURCE_IS_INTERNAL: rs.internal,
         **code_attributes(rs.location),
     }
+    name = assigned_name(rs.location)
+    if name is not None:
+        attributes[sc.RESOURCE_NAME] = name
     attributes.update((f"{sc.RESOURCE_STATE_PREFIX}{k}.unit", unit) for k, unit in family.units.items())
     if rs.adopted:
         attributes[sc.RESOURCE_ADOPTED] = True
@@ -70,6 +75,30 @@ def resource_identity(rs: ResourceState) -> dict[str, Any]:
     if rs.task is not None:
         attributes[sc.TASK_ID] = rs.task.id
     return attributes
+
+
+#: ``pool = asyncio.Semaphore(2)``, ``self.pool = ...``, ``jobs: asyncio.Queue[int] = ...``:
+#: one name assigned the value of a call (not ``a, b = ...``, not a comparison).
+_ASSIGNED = re.compile(r"^\s*(?:self\.|cls\.)?([A-Za-z_]\w*)\s*(?::[^=]+)?=(?!=)\s*[\w.]+\s*[\[(]")
+
+_names: dict[Location, str | None] = {}
+
+
+def assigned_name(location: Location | None) -> str | None:
+    """The name the program gives a resource: the target of the assignment on
+    the line that made it, when the line shows one. Read from the source on
+    the bridge's thread (cached per line), never on the loop."""
+    if location is None:
+        return None
+    try:
+        return _names[location]
+    except KeyError:
+        pass
+    found = _ASSIGNED.match(linecache.getline(location.file, location.line))
+    name = _names[location] = found[1] if found else None
+    if len(_names) > 4096:
+        _names.clear()
+    return name
 
 
 def op_identity(op: Wait) -> dict[str, Any]:

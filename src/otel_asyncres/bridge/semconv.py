@@ -39,6 +39,8 @@ RESOURCE_PREFIX = "asyncio.resource."
 RESOURCE_ID = "asyncio.resource.id"
 RESOURCE_CONCRETE_TYPE = "asyncio.resource.concrete_type"
 RESOURCE_KIND = "asyncio.resource.kind"
+#: What the program calls it: the target of the assignment that made it.
+RESOURCE_NAME = "asyncio.resource.name"
 RESOURCE_IS_INTERNAL = "asyncio.resource.is_internal"
 RESOURCE_ADOPTED = "asyncio.resource.adopted"
 RESOURCE_PARENT_ID = "asyncio.resource.parent_id"

@@ -238,7 +238,9 @@ def _headline(span: ReadableSpan, labels: dict[Any, str], style: Any) -> str:
 
 def _identity(kind: str, attrs: dict[str, Any]) -> str:
     key = {"task": sc.TASK_ID, "resource": sc.RESOURCE_ID, "async_op": sc.ASYNC_OP_ID}.get(kind)
-    return f"#{attrs[key]}" if key and key in attrs else ""
+    ident = f"#{attrs[key]}" if key and key in attrs else ""
+    name = attrs.get(sc.RESOURCE_NAME) if kind == "resource" else None
+    return f"{ident}  {name}" if name else ident
 
 
 def _task_summary(attrs: dict[str, Any], style: Any) -> str:
