@@ -1852,6 +1852,33 @@ def test_initial_state_is_complete(ck, name):
     assert updates == [], "a new primitive changes no state"
 
 
+def test_a_wait_names_the_tasks_holding_what_it_waits_for(ck, run):
+    """A Lock.acquire that has to wait says who holds the lock as it begins:
+    ids and names, and a held_by link to the holder's span."""
+
+    async def holder(lock, ready):
+        async with lock:
+            ready.set()
+            await asyncio.sleep(0.01)
+
+    async def main():
+        lock, ready = asyncio.Lock(), asyncio.Event()
+        held = asyncio.create_task(holder(lock, ready), name="holder")
+        await ready.wait()
+        async with lock:
+            pass
+        await held
+
+    run(main)
+    spans = ck.traced.finished_spans()
+    holder_span = one(spans, "task holder")
+    (wait,) = [s for s in by_name(spans, "async_op Lock.acquire") if s.attributes.get(sc.HELD_BY_IDS)]
+    assert list(wait.attributes[sc.HELD_BY_IDS]) == [holder_span.attributes[sc.TASK_ID]]
+    assert list(wait.attributes[sc.HELD_BY_NAMES]) == ["holder"]
+    held_by = [x for x in wait.links if x.attributes.get(sc.LINK_RELATION) == sc.LINK_HELD_BY]
+    assert [x.context.span_id for x in held_by] == [holder_span.context.span_id]
+
+
 class _Service:
     def __init__(self) -> None:
         self.pool = asyncio.Semaphore(2)

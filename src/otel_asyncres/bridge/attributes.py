@@ -116,6 +116,9 @@ def op_identity(op: Wait) -> dict[str, Any]:
         attributes[sc.TASK_ID] = op.task.id
     if op.awaited is not None:
         attributes.update(task_reference(op.awaited, sc.AWAITED_TASK_ID, sc.AWAITED_TASK_NAME, None))
+    if op.holders:
+        attributes[sc.HELD_BY_IDS] = [st.id for st in op.holders]
+        attributes[sc.HELD_BY_NAMES] = [st.label() for st in op.holders]
     return attributes
 
 

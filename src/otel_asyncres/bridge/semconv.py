@@ -67,6 +67,8 @@ LINK_RELATION = "asyncio.link.relation"
 LINK_SPAWNED_BY = "spawned_by"
 LINK_AWAITED_BY = "awaited_by"
 LINK_RESOURCE = "resource"
+#: An op to the tasks that held what it waited for when it began.
+LINK_HELD_BY = "held_by"
 LINK_WOKEN_BY = "woken_by"
 
 #: Set on spans still open when the program ended (flushed, not finished).
@@ -132,3 +134,6 @@ EVENT_IS_READY = "is_ready"
 LINT_PREFIX = "asyncio.lint."
 LINT_SEVERITY = "asyncio.lint.severity"
 LINT_MESSAGE = "asyncio.lint.message"
+#: The tasks holding what an op waits for when it began: ids and names.
+HELD_BY_IDS = "asyncio.async_op.held_by.task_ids"
+HELD_BY_NAMES = "asyncio.async_op.held_by.task_names"

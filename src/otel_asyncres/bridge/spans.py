@@ -254,6 +254,10 @@ class SpanBridge:
                 context = self._span_context(target)
                 if context is not None:
                     links.append(Link(context, {sc.LINK_RELATION: sc.LINK_RESOURCE}))
+        for holder in op.holders:
+            context = self._span_context(holder) if holder.fate == Fate.SHOWN else None
+            if context is not None:
+                links.append(Link(context, {sc.LINK_RELATION: sc.LINK_HELD_BY}))
 
     def _context_at(self, owner: Entity | None, ts: int) -> Context | None:
         """The context of the owner's window that ``ts`` falls in (the

@@ -269,6 +269,9 @@ def _op_summary(attrs: dict[str, Any], labels: dict[Any, str]) -> str:
         parts.append(f"on {_awaited_label(attrs, labels)}")
     if sc.ASYNC_OP_POLLS in attrs:
         parts.append(f"polls={attrs[sc.ASYNC_OP_POLLS]}")
+    if sc.HELD_BY_IDS in attrs:
+        held = zip(attrs[sc.HELD_BY_IDS], attrs.get(sc.HELD_BY_NAMES, ()), strict=False)
+        parts.append("held by " + ", ".join(_task_label(i, labels, name) for i, name in held))
     if sc.WAKER_TASK_ID in attrs:
         parts.append(f"woken by {_waker_label(attrs, labels)}")
     if sc.TASK_ID in attrs:

@@ -69,6 +69,7 @@ class Wait(Entity):
         "future_id",
         "handler",
         "held",
+        "holders",
         "joins",
         "key",
         "lints",
@@ -117,6 +118,9 @@ class Wait(Entity):
         self.app_parent: Any = None
         #: For a wait on another task (a join): that task.
         self.awaited: TaskState | None = None
+        #: The tasks holding what it waits for when it began (a Lock's
+        #: owner, a Semaphore's permit holders).
+        self.holders: tuple[TaskState, ...] = ()
         #: A wait on other tasks only (a join, gather, wait): waiting for
         #: children does not make a task worth a span.
         self.joins = False
@@ -170,6 +174,7 @@ class Wait(Entity):
             linked.append(other)
         if self.awaited is not None:
             linked.append(self.awaited)
+        linked.extend(self.holders)
         return tuple(linked)
 
     def fold_target(self) -> Folded | None:
@@ -227,6 +232,9 @@ class Ops:
             wait.poll_log = []
         if resource is not None:
             resource.ops += 1
+            held = resource.held_through or resource
+            if held.holders:
+                wait.holders = tuple(h for h in held.holders if h is not st and not h.ended)
         return wait
 
     def continued(self, wait: Wait, future: Any) -> Wait:
