@@ -8,7 +8,7 @@ import gc
 import pytest
 
 import otel_asyncres
-from conftest import events, make_traced, one
+from conftest import by_name, events, make_traced, one
 from otel_asyncres.bridge import semconv as sc
 
 POOL = "resource mylib.Pool"
@@ -86,6 +86,38 @@ def test_operations_are_ops_of_the_task_woken_by_whoever_woke_it(traced, run):
     relations = {link.attributes[sc.LINK_RELATION]: link.context.span_id for link in op.links}
     assert relations["resource"] == one(spans, POOL).context.span_id
     assert relations["woken_by"] == holder_span.context.span_id
+
+
+def test_an_op_made_inside_another_op_of_its_task_is_its_child(traced, run):
+    """The Event.wait inside a custom Pool.acquire, and the sleep inside an
+    asyncio.timeout, hang under the op they were made in, not beside it."""
+
+    async def user(pool, gate):
+        async with pool.operation("Pool.acquire"):
+            await gate.wait()
+        if hasattr(asyncio, "timeout"):  # 3.11+
+            async with asyncio.timeout(1):
+                await asyncio.sleep(0.001)
+
+    async def main():
+        pool = otel_asyncres.Resource("mylib.Pool", state={"idle": 0})
+        gate = asyncio.Event()
+        task = asyncio.create_task(user(pool, gate), name="user")
+        await asyncio.sleep(0.001)
+        gate.set()
+        await task
+
+    run(main)
+    spans = traced.spans()
+    acquire, wait = one(spans, "async_op Pool.acquire"), one(spans, "async_op Event.wait")
+    assert wait.parent.span_id == acquire.context.span_id
+    user_span = one(spans, "task user")
+    assert acquire.parent.span_id == user_span.context.span_id
+    if hasattr(asyncio, "timeout"):
+        timeout = one(spans, "async_op timeout")
+        mine = sc.TASK_ID, user_span.attributes[sc.TASK_ID]
+        (sleep,) = [s for s in by_name(spans, "async_op sleep") if s.attributes.get(mine[0]) == mine[1]]
+        assert sleep.parent.span_id == timeout.context.span_id
 
 
 def test_operation_outcomes(traced):

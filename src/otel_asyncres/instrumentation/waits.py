@@ -156,6 +156,8 @@ class Wait(Entity):
 
     def owner(self) -> Entity | None:
         parent = self.parent
+        if parent is not None and parent.KIND == "op" and parent.fate == Fate.FOLDED:
+            parent = self.task  # the op it was made in has no span: under the task instead
         if parent is None or parent.KIND != "task":
             return parent
         return parent if not parent.internal else parent.owner()  # type: ignore[attr-defined]
@@ -228,6 +230,10 @@ class Ops:
                     wait.app_parent = app
         if self.by_resource and resource is not None and resource.pinnable():
             wait.parent = resource
+        elif st is not None and st.scopes:
+            # Made inside another op of the same task (a custom resource's op,
+            # a timeout): its child, not its sibling.
+            wait.parent = st.scopes[-1]
         if self.poll_log:
             wait.poll_log = []
         if resource is not None:
