@@ -20,7 +20,10 @@ Variants:
   ``await asyncio.sleep(0)`` held inside, exported as ``tree``;
 - not run by default: ``tree-budget-off``, ``tree-budget-1``,
   ``lock-budget-off`` and ``lock-budget-1``, with ``budget`` off (everything shown) or 1 (nearly
-  everything folded), which export as much however fast the run is.
+  everything folded), which export as much however fast the run is;
+  ``lock-sampled-out``; ``queue`` and ``queue-sampled-out`` (benchmarks/workloads.py's
+  producer and consumers); ``eager-tree`` and ``eager-tree-sampled-out`` (the tree under
+  ``asyncio.eager_task_factory``, 3.12+).
 
 The first line names the mode of otel_asyncres that was loaded (compiled or
 pure Python), so that runs of a compiled and a pure build can be told apart.
@@ -66,6 +69,17 @@ async def lock() -> int:
     return await lock_contention(1.0)
 
 
+async def queue() -> int:
+    from .workloads import queue_producer_consumer
+
+    return await queue_producer_consumer(1.0)
+
+
+async def eager_tree() -> None:
+    asyncio.get_running_loop().set_task_factory(asyncio.eager_task_factory)
+    await tree()
+
+
 #: Variant: the workload, the mode (benchmarks/modes.py) and options of
 #: ``instrument()``. With the default budget, how many spans a run exports
 #: depends on how long it takes; the budget-off and budget-1 variants export
@@ -78,6 +92,11 @@ VARIANTS: dict[str, tuple[Callable[[], Coroutine[Any, Any, Any]], str, dict[str,
     "tree-budget-1": (tree, "export-null", {"budget": 1}),
     "lock-budget-off": (lock, "export-null", {"budget": "off"}),
     "lock-budget-1": (lock, "export-null", {"budget": 1}),
+    "lock-sampled-out": (lock, "sampled-out", {}),
+    "queue": (queue, "export-null", {}),
+    "queue-sampled-out": (queue, "sampled-out", {}),
+    "eager-tree": (eager_tree, "export-null", {}),
+    "eager-tree-sampled-out": (eager_tree, "sampled-out", {}),
 }
 DEFAULT_VARIANTS = ("tree", "tree-sampled-out", "lock")
 
