@@ -134,8 +134,7 @@ class Resource:
         rs.task = current
         rs.parent = parent[1] if parent is not None and parent[0] is session else None
         rs.location = self._location
-        rs.initial = tuple(self._state.items())
-        rs.last = dict(self._state)
+        rs.initial = rs.last = dict(self._state)
         self._session, self._rs = session, rs
         session.instrumentation.resources.add_other(rs)
         if self._finalizer is not None:

@@ -30,6 +30,7 @@ import asyncio
 import functools
 import weakref
 from time import time_ns
+from types import MappingProxyType
 from typing import Any
 
 from ..model import Event, Outcome, StateOp, next_resource_id
@@ -49,7 +50,7 @@ _PLAIN_FUTURES = tuple({asyncio.Future, getattr(asyncio.futures, "_PyFuture", as
 #: A one-shot's state is not in the future (nothing says it was received):
 #: it is kept on the resource, as its last observed state.
 FUTURE = Family(None, "asyncio.Future", "Sync", lambda fut: {})
-_INITIAL = (("value_sent", False), ("value_received", False), ("cancelled", False))
+_INITIAL = MappingProxyType({"value_sent": False, "value_received": False, "cancelled": False})
 
 
 #: The live FutureResources, or None when not instrumented: futures made while

@@ -29,8 +29,8 @@ def _never(obj: Any, future: Any) -> bool:
 # -- Lock -------------------------------------------------------------------------
 
 
-def _lock_state(lock: Any) -> dict[str, StateValue]:
-    return {"locked": bool(lock._locked), "waiters": len(lock._waiters or ())}
+def _lock_state(lock: Any) -> tuple[StateValue, ...]:
+    return bool(lock._locked), len(lock._waiters or ())
 
 
 def _lock_owner(
@@ -43,7 +43,7 @@ def _lock_owner(
 ) -> None:
     """The task that writes ``_locked = True`` holds the lock (acquired outside
     any task, it has no holder to name); whoever unlocks it, its holder lets go."""
-    for holder in list(rs.holders) if rs.holders else ():  # most writes: nobody to let go
+    for holder in rs.holders:  # a tuple: let_go replaces it
         registry.let_go(rs, holder)
     if lock._locked and st is not None:
         registry.hold(rs, st)
@@ -57,13 +57,14 @@ LOCK = Family(
     watched={"_locked"},
     deltas={"waiters"},
     on_write=_lock_owner,
+    fields=("locked", "waiters"),
 )
 
 # -- Semaphore, BoundedSemaphore -----------------------------------------------
 
 
-def _semaphore_state(sem: Any) -> dict[str, StateValue]:
-    return {"permits": int(sem._value), "waiters": len(sem._waiters or ())}
+def _semaphore_state(sem: Any) -> tuple[StateValue, ...]:
+    return int(sem._value), len(sem._waiters or ())
 
 
 _WAKE_UP_NEXT = asyncio.Semaphore._wake_up_next.__code__
@@ -109,6 +110,7 @@ def _semaphore(cls: type, name: str) -> Family:
         deltas={"permits", "waiters"},
         on_write=_permit_holders,
         on_wake=_permit_handed_over,
+        fields=("permits", "waiters"),
     )
 
 
@@ -118,15 +120,23 @@ BOUNDED_SEMAPHORE = _semaphore(asyncio.BoundedSemaphore, "asyncio.BoundedSemapho
 # -- Event, Condition -------------------------------------------------------------
 
 
-def _event_state(event: Any) -> dict[str, StateValue]:
-    return {"is_set": bool(event._value), "waiters": len(event._waiters)}
+def _event_state(event: Any) -> tuple[StateValue, ...]:
+    return bool(event._value), len(event._waiters)
 
 
-EVENT = Family(asyncio.Event, "asyncio.Event", "Sync", _event_state, watched={"_value"}, deltas={"waiters"})
+EVENT = Family(
+    asyncio.Event,
+    "asyncio.Event",
+    "Sync",
+    _event_state,
+    watched={"_value"},
+    deltas={"waiters"},
+    fields=("is_set", "waiters"),
+)
 
 
-def _condition_state(cond: Any) -> dict[str, StateValue]:
-    return {"waiters": len(cond._waiters)}
+def _condition_state(cond: Any) -> tuple[StateValue, ...]:
+    return (len(cond._waiters),)
 
 
 #: ``_waiters`` is written once, in ``__init__``: that write is how a new
@@ -141,13 +151,14 @@ CONDITION = Family(
     deltas={"waiters"},
     # Notifying takes the lock: its holder is the one a waiter waits for.
     held_through=lambda cond: cond._lock,
+    fields=("waiters",),
 )
 
 # -- Barrier (3.11+) -------------------------------------------------------------------
 
 
-def _barrier_state(barrier: Any) -> dict[str, StateValue]:
-    return {"parties": barrier._parties, "arrived": barrier.n_waiting, "broken": barrier.broken}
+def _barrier_state(barrier: Any) -> tuple[StateValue, ...]:
+    return barrier._parties, barrier.n_waiting, barrier.broken
 
 
 def _barrier_outcome(barrier: Any) -> str | None:
@@ -157,28 +168,30 @@ def _barrier_outcome(barrier: Any) -> str | None:
 
 _BARRIER_CLASS: Any = getattr(asyncio, "Barrier", None)
 BARRIER = (
-    Family(_BARRIER_CLASS, "asyncio.Barrier", "Sync", _barrier_state, watched={"_count", "_state"})
+    Family(
+        _BARRIER_CLASS,
+        "asyncio.Barrier",
+        "Sync",
+        _barrier_state,
+        watched={"_count", "_state"},
+        fields=("parties", "arrived", "broken"),
+    )
     if _BARRIER_CLASS is not None
     else None
 )
 
 # -- Queues ------------------------------------------------------------------------------
 
+_QUEUE_SHUTDOWN = hasattr(asyncio.Queue, "shutdown")  # 3.13
+_QUEUE_FIELDS: tuple[str, ...] = ("size", "maxsize", "getters", "putters", "unfinished_tasks")
+_QUEUE_FIELDS += ("shutdown",) * _QUEUE_SHUTDOWN
 
-def _queue_state(queue: Any) -> dict[str, StateValue]:
-    state: dict[str, StateValue] = {
-        "size": queue.qsize(),
-        "maxsize": queue.maxsize,
-        "getters": len(queue._getters),
-        "putters": len(queue._putters),
-        "unfinished_tasks": queue._unfinished_tasks,
-    }
+
+def _queue_state(queue: Any) -> tuple[StateValue, ...]:
+    state = (queue.qsize(), queue.maxsize, len(queue._getters), len(queue._putters), queue._unfinished_tasks)
     if _QUEUE_SHUTDOWN:  # 3.13; read even mid-construction, so it waits until set
-        state["shutdown"] = bool(queue._is_shutdown)
+        return (*state, bool(queue._is_shutdown))
     return state
-
-
-_QUEUE_SHUTDOWN = hasattr(asyncio.Queue, "shutdown")
 
 
 def _queue(cls: type, name: str) -> Family:
@@ -191,6 +204,7 @@ def _queue(cls: type, name: str) -> Family:
         # on 3.13 ``_is_shutdown``: the queue is whole after both.
         watched={"_unfinished_tasks", "_is_shutdown", "_queue"},
         deltas={"size", "getters", "putters", "unfinished_tasks"},
+        fields=_QUEUE_FIELDS,
     )
 
 

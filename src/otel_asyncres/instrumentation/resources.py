@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import sys
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from time import time_ns
-from types import FrameType
+from types import FrameType, MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from ..model import Entity, Event, Fate, Folded, Location, StateOp, StateValue, next_resource_id
@@ -36,15 +36,28 @@ if TYPE_CHECKING:
     from .tasks import TaskTracker
 
 
+#: How many distinct states a family shares between its resources at most.
+_SHARED_STATES = 64
+
+
+_NO_STATE: Mapping[str, StateValue] = MappingProxyType({})
+
+
 class Family:
-    """One kind of resource (asyncio.Lock, asyncio.Queue, ...)."""
+    """One kind of resource (asyncio.Lock, asyncio.Queue, ...).
+
+    A family with ``fields`` reads a state as a tuple of values in that
+    order, and its resources share one dict per distinct state: ten thousand
+    held Locks are in two or three states, not ten thousand (a dict of two
+    items is 184 bytes, and a resource keeps its latest, its previous and its
+    initial state). A shared state is never changed in place."""
 
     def __init__(
         self,
         cls: type | None,
         concrete_type: str,
         kind: str,
-        read: Callable[[Any], dict[str, StateValue]],
+        read: Callable[[Any], dict[str, StateValue]] | Callable[[Any], tuple[StateValue, ...]],
         watched: Iterable[str] = (),
         deltas: Iterable[str] = (),
         units: dict[str, str] | None = None,
@@ -54,11 +67,20 @@ class Family:
         factories: Iterable[Any] = (),
         held_through: Callable[[Any], Any] | None = None,
         folds_into_op: bool = False,
+        fields: tuple[str, ...] = (),
     ) -> None:
         self.cls = cls
         self.concrete_type = concrete_type
         self.kind = kind
-        self.read = read
+        #: The object's real state (a shared dict when ``fields`` are given).
+        self.read: Callable[[Any], dict[str, StateValue]]
+        if fields:
+            self._values: Callable[[Any], tuple[StateValue, ...]] = read  # type: ignore[assignment]
+            self._fields = fields
+            self._shared: dict[tuple[StateValue, ...], dict[str, StateValue]] = {}
+            self.read = self._shared_read
+        else:
+            self.read = read  # type: ignore[assignment]
         #: Attribute writes that change the state.
         self.watched = frozenset(watched)
         #: Numeric state recorded as Tokio's add/sub deltas rather than overrides.
@@ -75,6 +97,15 @@ class Family:
         self.held_through = held_through
         #: Used by exactly one op (a sleep's timer): the op's span says it all.
         self.folds_into_op = folds_into_op
+
+    def _shared_read(self, obj: Any) -> dict[str, StateValue]:
+        values = self._values(obj)
+        state = self._shared.get(values)
+        if state is None:
+            state = dict(zip(self._fields, values, strict=True))
+            if len(self._shared) < _SHARED_STATES:
+                self._shared[values] = state
+        return state
 
 
 class ResourceState(Entity):
@@ -114,14 +145,16 @@ class ResourceState(Entity):
         #: The resource whose holders hold this one too (a Condition's Lock).
         self.held_through: ResourceState | None = None
         #: The state when it was made (its span opens with it), at the
-        #: latest observation, and at the one before.
-        self.initial: tuple[tuple[str, StateValue], ...] = ()
+        #: latest observation, and at the one before: never changed in
+        #: place but by their owner (a family's states are shared).
+        self.initial: Mapping[str, StateValue] = _NO_STATE
         self.last: dict[str, StateValue] = {}
         self.previous: dict[str, StateValue] = {}
         #: Tasks holding the resource (a Lock's owner, a Semaphore's permits):
-        #: asyncio does not track them; diagnostics need them. A list from the
-        #: first holder on (most resources never have one).
-        self.holders: list[TaskState] | tuple[()] = ()
+        #: asyncio does not track them; diagnostics need them. A tuple, replaced
+        #: whole (read from other threads; one holder costs 48 bytes, not a
+        #: list's 88).
+        self.holders: tuple[TaskState, ...] = ()
         #: Permits given up on behalf of waiters not yet woken.
         self.handoffs = 0
         #: Seen mid-construction: announced once the object is whole.
@@ -288,8 +321,7 @@ class ResourceRegistry:
     def _announce(self, rs: ResourceState, state: dict[str, StateValue], obj: Any) -> None:
         if self.metrics is not None:
             self.metrics.resource_created(rs.family.concrete_type)
-        rs.initial = tuple(state.items())
-        rs.last = state
+        rs.initial = rs.last = state
         rs.pending = False
         through = rs.family.held_through
         if through is not None:  # a Condition's own Lock is its internal child, as in its ops
@@ -373,7 +405,7 @@ class ResourceRegistry:
             self._announce(rs, state, obj)
             return rs
         last = rs.last
-        if state == last:
+        if state is last or state == last:
             return rs
         now = time_ns()
         rs.previous = last
@@ -405,14 +437,14 @@ class ResourceRegistry:
 
     def hold(self, rs: ResourceState, st: TaskState) -> None:
         """``st`` took the resource (a Lock, one of a Semaphore's permits)."""
-        if not isinstance(rs.holders, list):
-            rs.holders = []
-        rs.holders.append(st)
+        rs.holders = (*rs.holders, st)
 
     def let_go(self, rs: ResourceState, st: TaskState) -> None:
         """``st`` gave the resource (or one permit) back."""
-        if isinstance(rs.holders, list) and st in rs.holders:
-            rs.holders.remove(st)
+        holders = rs.holders
+        if st in holders:
+            i = holders.index(st)
+            rs.holders = holders[:i] + holders[i + 1 :]
 
     def live_count(self) -> int:
         return len(self._states) + len(self._others)
