@@ -575,6 +575,47 @@ def test_a_sampled_out_tree_keeps_nothing_per_task():
     assert seen == {"live": 0, "resources": 0, "muted": 50}
 
 
+def test_resources_in_one_state_share_it_and_tables_give_back_their_room():
+    """Memory per live entity (issue 11): held Locks in the same state share
+    one state dict (their initial state is that dict, not a copy), and after
+    a burst of tasks and Locks is gone, the tables of live ones shrink at the
+    next sweep instead of keeping room for the burst."""
+    session = _session_with(TracerProvider())
+    tracker, registry = session.instrumentation.tasks, session.instrumentation.resources
+    seen: dict[str, object] = {}
+
+    async def hold(lock: asyncio.Lock, event: asyncio.Event) -> None:
+        async with lock:
+            await event.wait()
+
+    async def main() -> None:
+        event = asyncio.Event()
+        locks = [asyncio.Lock() for _ in range(3000)]
+        tasks = [asyncio.create_task(hold(lock, event)) for lock in locks]
+        await asyncio.sleep(0)
+        states = [registry.get(lock) for lock in locks]
+        seen["held"] = {id(rs.last) for rs in states if rs is not None}
+        seen["initial"] = {id(rs.initial) for rs in states if rs is not None}
+        seen["tables"] = sys.getsizeof(tracker._states) + sys.getsizeof(registry._states)
+        event.set()
+        await asyncio.gather(*tasks)
+        del locks, tasks, states
+        gc.collect()
+        await asyncio.sleep(0)
+        tracker.sweep(time.time_ns())
+        seen["after"] = sys.getsizeof(tracker._states) + sys.getsizeof(registry._states)
+        seen["live"] = tracker.live_tasks(), registry.live_count()
+
+    try:
+        asyncio.run(main())
+    finally:
+        otel_asyncres.uninstrument()
+    assert len(seen["held"]) == 1  # type: ignore[arg-type]
+    assert len(seen["initial"]) == 1  # type: ignore[arg-type]
+    assert seen["live"] == (1, 1)  # main() and its Event
+    assert seen["after"] < seen["tables"] / 10  # type: ignore[operator]
+
+
 class _DropOneRoot(Sampler):
     """Keeps every trace but the one whose root task runs ``dropped_root``."""
 

@@ -30,11 +30,28 @@ object dies, so it cannot name anything across time). Times are
 from __future__ import annotations
 
 import itertools
+import sys
 from dataclasses import dataclass
 from typing import Any
 
 #: Attribute values a state update, or a resource's state, can hold.
 StateValue = bool | int | float | str
+
+#: A table this many bytes per entry (and more than a few KB) is rebuilt.
+_SPARSE_BYTES = 256
+
+
+def compacted(table: dict[Any, Any]) -> dict[Any, Any]:
+    """``table``, or a copy of it sized to what it holds. A dict never gives
+    memory back as entries leave: after a burst of 10,000 tasks, the table of
+    live ones would keep room for 10,000 (about 29 bytes per finished task).
+    The copy replaces the table by one rebinding, which threads reading it
+    see whole, old or new."""
+    size = sys.getsizeof(table)
+    if size > 4096 and size > _SPARSE_BYTES * len(table):
+        return dict(table)
+    return table
+
 
 next_task_id = itertools.count(1).__next__
 next_resource_id = itertools.count(1).__next__

@@ -77,7 +77,7 @@ class Instrumentation:
         self.tasks.metrics = self.ops.metrics = metrics
         self.lints = None
         self.lost_wakers = None
-        self.tasks.sweepers.append(self._show_long_lived)
+        self.tasks.sweepers += [self._show_long_lived, self.resources.compact]
         if lints is not None and lints.any():
             from ..diagnostics.lints import Lints
             from ..diagnostics.lost_wakers import LostWakers

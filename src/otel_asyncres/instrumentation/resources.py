@@ -25,7 +25,7 @@ from time import time_ns
 from types import FrameType, MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from ..model import Entity, Event, Fate, Folded, Location, StateOp, StateValue, next_resource_id
+from ..model import Entity, Event, Fate, Folded, Location, StateOp, StateValue, compacted, next_resource_id
 from .frames import is_internal_file, is_runtime_file, location_of
 from .patching import Patcher
 from .task_state import MUTED, MUTED_CONTEXT, TaskState
@@ -446,6 +446,10 @@ class ResourceRegistry:
             i = holders.index(st)
             rs.holders = holders[:i] + holders[i + 1 :]
 
+    def compact(self, now: int) -> None:
+        """Give back the room of resources that are gone (a sweeper)."""
+        self._states, self._refs = compacted(self._states), compacted(self._refs)
+
     def live_count(self) -> int:
         return len(self._states) + len(self._others)
 
@@ -529,14 +533,14 @@ def hook_setattr(cls: type, registry: ResourceRegistry, patcher: Patcher, watche
     Reads are untouched; the write itself happens first and as before, so
     nothing can fail differently."""
     base: Callable[[Any, str, Any], None] = cls.__setattr__  # type: ignore[assignment]
-    family_lookup, known = registry.family_of, registry._states.get  # never rebound
+    family_lookup = registry.family_of  # never rebound
     muted = MUTED_CONTEXT.get
 
     def __setattr__(self: Any, name: str, value: Any) -> None:
         base(self, name, value)
         if name not in watched or not registry.active:
             return
-        rs = known(id(self))
+        rs = registry._states.get(id(self))  # rebound by compact()
         if rs is None and muted():  # a sampled-out program's: nothing to look at
             return
         family = family_lookup(self)

@@ -30,7 +30,7 @@ from time import time_ns
 from types import BuiltinMethodType, MethodType
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..model import Entity, Event, Fate, Outcome, WakeCause, next_task_id
+from ..model import Entity, Event, Fate, Outcome, WakeCause, compacted, next_task_id
 from . import hooks
 from .frames import is_runtime_callback, spawn_location
 from .patching import Patcher
@@ -615,6 +615,7 @@ class TaskTracker:
         threads, and the sweepers (long-lived entities, long waits)."""
         self._next_sweep = now + SWEEP_EVERY_NS
         self._last_sweep = now
+        self._states, self._muted = compacted(self._states), compacted(self._muted)
         with contextlib.suppress(RuntimeError, TypeError):  # not on a loop (exit); not weak-referenceable
             self._loops.add(asyncio.get_running_loop())
         ended = self.ended_elsewhere
