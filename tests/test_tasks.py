@@ -21,6 +21,7 @@ from opentelemetry.trace import StatusCode
 import otel_asyncres
 from conftest import events, make_traced, one, uvloop
 from otel_asyncres.bridge import semconv as sc
+from otel_asyncres.export.console import render
 
 THIS_FILE = __file__
 
@@ -524,3 +525,28 @@ def test_debug_mode_reports_slow_callbacks_as_before(traced, caplog):
     assert not any("poll mark of task" in message for message in slow)
     assert any("test_debug_mode_reports_slow_callbacks_as_before" in message for message in slow)
     assert one(traced.spans(), "task test_debug_mode_reports_slow_callbacks_as_before.<locals>.main")
+
+
+def test_a_chain_of_thousands_of_tasks_is_shown_and_printed_whole(traced):
+    """Tasks nest without limit in asyncio (each awaits the next, on no
+    Python stack). Showing, exporting and printing them are loops, not
+    recursions: 3,000 nested tasks are all spans, each under its parent,
+    with no internal error and a console view whose indentation stops
+    growing past a depth it names."""
+
+    async def nest(n: int) -> int:
+        if n == 0:
+            await asyncio.sleep(0)
+            return 0
+        return 1 + await asyncio.create_task(nest(n - 1))
+
+    assert asyncio.run(nest(3000)) == 3000
+    traced.flush()
+    assert traced.session.handoff.errors == {}
+    spans = [s for s in traced.exporter.get_finished_spans() if s.name.endswith("<locals>.nest")]
+    assert len(spans) == 3001
+    ids = {s.context.span_id for s in spans}
+    assert sum(s.parent is None or s.parent.span_id not in ids for s in spans) == 1
+    text = render(traced.exporter.get_finished_spans())
+    assert "[depth 3000] task test_a_chain" in text
+    assert max(len(line) for line in text.splitlines()) < 500

@@ -217,15 +217,31 @@ class Policy:
         entity.fold_into(entity.fold_target() or self.orphans)
 
     def show(self, entity: Entity) -> bool:
-        """Make the entity a span, its ancestors first. False when the
-        hand-off has no room (then it stays undecided)."""
+        """Make the entity a span, its ancestors first, with the tasks and
+        resources its events name and the entities it links to. False when
+        the hand-off has no room (then it stays undecided).
+
+        A loop, not a recursion: a chain of 3,000 tasks each awaiting the
+        next is shown from its deepest task. Every fate is decided before
+        the first is handed over, so the bridge never sees a shown entity
+        whose references are still undecided."""
         if entity.fate == Fate.SHOWN:
             return True
         if not self._handoff.has_room():
             return False
-        owner = entity.owner()
-        if owner is not None and owner.fate != Fate.SHOWN:
-            self.show(owner)
+        shown: list[Entity] = []
+        todo = [entity]
+        while todo:
+            chain = _unshown_chain(todo.pop())
+            for each in reversed(chain):  # the outermost owner first
+                if each.fate != Fate.SHOWN:
+                    self._mark_shown(each, todo)
+                    shown.append(each)
+        for each in shown:
+            self.notify(each)
+        return True
+
+    def _mark_shown(self, entity: Entity, todo: list[Entity]) -> None:
         entity.fate = Fate.SHOWN
         # Every span shown is paid for, with the events it holds: the one
         # asked for, and the owners, links and references shown with it.
@@ -233,20 +249,14 @@ class Policy:
         kind = entity.KIND
         self.shown_count[kind] = self.shown_count.get(kind, 0) + 1
         for event in entity.events or ():
-            self._pin_references(event)
-        for other in entity.linked():
-            if other.fate == Fate.UNDECIDED:
-                self.show(other)
-        self.notify(entity)
-        return True
+            todo.extend(_pinned(event))
+        todo.extend(other for other in entity.linked() if other.fate == Fate.UNDECIDED)
 
     def _pin_references(self, event: tuple[Any, ...]) -> None:
         """Tasks and resources a shown event names are shown too (ops it
         names are resolved when exported: named if shown, marked if folded)."""
-        for index in Event.REFERENCES.get(event[0], ()):
-            other = event[index]
-            if other is not None and other.fate == Fate.UNDECIDED and other.pinnable():
-                self.show(other)
+        for other in _pinned(event):
+            self.show(other)
 
     def notify(self, entity: Entity) -> None:
         """Something the bridge must see changed on a shown entity."""
@@ -288,6 +298,25 @@ class Policy:
                 ):
                     return
                 self.show(entity)
+
+
+def _unshown_chain(entity: Entity) -> list[Entity]:
+    """The entity and its owners up to the first that is shown."""
+    chain = []
+    current: Entity | None = entity
+    while current is not None and current.fate != Fate.SHOWN:
+        chain.append(current)
+        current = current.owner()
+    return chain
+
+
+def _pinned(event: tuple[Any, ...]) -> list[Entity]:
+    """The tasks and resources an event names that must be shown with it."""
+    return [
+        other
+        for index in Event.REFERENCES.get(event[0], ())
+        if (other := event[index]) is not None and other.fate == Fate.UNDECIDED and other.pinnable()
+    ]
 
 
 def _kinds(counts: dict[str, int]) -> str:

@@ -269,7 +269,7 @@ class SpanBridge:
         if ex is None:
             if owner.fate != Fate.SHOWN:
                 return Context()  # (the loop shows owners first: not expected)
-            ex = self._materialize(owner)
+            ex = self._materialize_chain(owner)
         if ex is None or ex is _Muted:
             return None
         windows: list[tuple[int, Context]] = ex.windows
@@ -277,6 +277,20 @@ class SpanBridge:
             if start <= ts:
                 return context
         return windows[0][1]
+
+    def _materialize_chain(self, entity: Entity) -> _Export | None:
+        """Start the span of an entity whose owners may have none yet, the
+        outermost first, by a loop: a chain of thousands of tasks each
+        awaiting the next needs no recursion as deep."""
+        chain = []
+        current: Entity | None = entity
+        while current is not None and current.export is None and current.fate == Fate.SHOWN:
+            chain.append(current)
+            current = current.owner()
+        for each in reversed(chain):
+            if each.export is None:
+                self._materialize(each)
+        return entity.export  # type: ignore[no-any-return]
 
     def _span_context(self, entity: Entity) -> SpanContext | None:
         context = self._context_at(entity, entity.start)

@@ -174,36 +174,43 @@ def _render_trace(trace_id: int, spans: list[ReadableSpan], style: Any) -> list[
     lines = [
         style("bold", f"trace {trace_id:032x}") + style("dim", f"  {len(spans)} spans, {_ms(end - start)}")
     ]
-    roots = children[None]
-    for i, root in enumerate(roots):
-        _render_span(root, children, lines, "", i == len(roots) - 1, start, labels, style)
+    _render_tree(children, lines, start, labels, style)
     lines.append("")
     return lines
 
 
-def _render_span(
-    span: ReadableSpan,
+#: Tree levels indented; deeper ones (a chain of tasks each awaiting the
+#: next) keep this indentation and say their depth instead.
+_MAX_INDENT = 32
+
+
+def _render_tree(
     children: dict[int | None, list[ReadableSpan]],
     lines: list[str],
-    prefix: str,
-    last: bool,
     t0: int,
     labels: dict[Any, str],
     style: Any,
 ) -> None:
-    branch = "└─ " if last else "├─ "
-    lines.append(prefix + branch + _headline(span, labels, style))
-    inner = prefix + ("   " if last else "│  ")
-    kids = children.get(span.context.span_id if span.context else None, [])
-    bar = "│ " if kids else "  "
-    for event in span.events:
-        text = _event_text(event.name, dict(event.attributes or {}), labels)
-        if text:
-            lines.append(inner + bar + style("dim", f"· +{_ms(event.timestamp - t0)} ") + text)
-    for text in _folded_lines(dict(span.attributes or {})):
-        lines.append(inner + bar + style("dim", text))
-    for i, kid in enumerate(kids):
-        _render_span(kid, children, lines, inner, i == len(kids) - 1, t0, labels, style)
+    """Every span under its parent, depth first, by a loop over a stack of
+    its own: a chain of thousands of tasks is as printable as a short one."""
+    roots = children[None]
+    stack = [(root, "", i == len(roots) - 1, 0) for i, root in enumerate(roots)][::-1]
+    while stack:
+        span, prefix, last, depth = stack.pop()
+        branch = "└─ " if last else "├─ "
+        deep = f"[depth {depth}] " if depth >= _MAX_INDENT else ""
+        lines.append(prefix + branch + deep + _headline(span, labels, style))
+        inner = prefix + ("   " if last else "│  ") if depth < _MAX_INDENT else prefix
+        kids = children.get(span.context.span_id if span.context else None, [])
+        bar = "│ " if kids else "  "
+        for event in span.events:
+            text = _event_text(event.name, dict(event.attributes or {}), labels)
+            if text:
+                lines.append(inner + bar + style("dim", f"· +{_ms(event.timestamp - t0)} ") + text)
+        for text in _folded_lines(dict(span.attributes or {})):
+            lines.append(inner + bar + style("dim", text))
+        last_kid = len(kids) - 1
+        stack.extend((kid, inner, i == last_kid, depth + 1) for i, kid in reversed(list(enumerate(kids))))
 
 
 def _headline(span: ReadableSpan, labels: dict[Any, str], style: Any) -> str:
