@@ -4,6 +4,7 @@ sys.path[0], exit status, tracebacks, death by signal)."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -16,6 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 from otlp_receivers import (
     GrpcReceiver,
@@ -739,3 +742,25 @@ def test_console_colors(terminal: bool, env: dict[str, str], colored: bool) -> N
     assert out == "received 5\ngood-bye\n"
     assert "task tokio-oneshot" in re.sub(r"\x1b\[[0-9;]*m", "", err)
     assert (ANSI in err) is colored, err
+
+
+def test_a_failing_console_view_is_said_not_raised(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The console view renders at exit, inside the provider's shutdown: a
+    bug in it is one line on its stream, never an exception out of the
+    program's exit (it once was: "Exception ignored in atexit callback")."""
+    from otel_asyncres.export import console
+
+    def broken(*args: object, **kwargs: object) -> str:
+        raise RecursionError("maximum recursion depth exceeded")
+
+    stream = io.StringIO()
+    exporter = console.ConsoleTreeExporter(stream=stream, color=False)
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    provider.get_tracer("test").start_span("one").end()
+    monkeypatch.setattr(console, "render", broken)
+    provider.shutdown()
+    assert stream.getvalue() == (
+        "otel-asyncres: the console view failed (RecursionError: maximum recursion depth exceeded); "
+        "1 spans not shown\n"
+    )

@@ -109,7 +109,12 @@ class ConsoleTreeExporter(SpanExporter):
         stream = self._stream or sys.stderr
         color = use_color(stream) if self._color is None else self._color
         try:
-            stream.write(render(spans, _Style(color), omitted))
+            text = render(spans, _Style(color), omitted)
+        except Exception as exc:  # a bug of ours: said, never raised into the exit
+            failure = f"{type(exc).__name__}: {exc}"
+            text = f"otel-asyncres: the console view failed ({failure}); {len(spans)} spans not shown\n"
+        try:
+            stream.write(text)
             stream.flush()
         except (OSError, ValueError):
             pass  # stderr closed at exit: nothing left to show it on
