@@ -616,6 +616,35 @@ def test_resources_in_one_state_share_it_and_tables_give_back_their_room():
     assert seen["after"] < seen["tables"] / 10  # type: ignore[operator]
 
 
+def test_a_shown_resource_past_the_budget_counts_its_state_updates_without_making_them():
+    """Once a resource is a span and the budget refuses its events, each
+    state update is counted on it (events folded) and no event is made: a
+    long-lived Queue under load costs a count per change, not an event."""
+    session = _session_with(TracerProvider(), budget=1000)
+    registry, policy = session.instrumentation.resources, session.policy
+    seen: dict[str, int] = {}
+
+    async def main() -> None:
+        queue: asyncio.Queue[int] = asyncio.Queue()
+        rs = registry.get(queue)
+        assert rs is not None
+        policy.show(rs)
+        kept = len(rs.events or ())
+        policy.budget.tokens = 0  # spent: what follows is past the budget
+        for n in range(10):
+            queue.put_nowait(n)  # size +1, unfinished_tasks +1
+        for _ in range(10):
+            queue.get_nowait()  # size -1
+        seen["made"] = len(rs.events or ()) - kept
+        seen["counted"] = rs.events_folded
+
+    try:
+        asyncio.run(main())
+    finally:
+        otel_asyncres.uninstrument()
+    assert seen == {"made": 0, "counted": 30}
+
+
 class _DropOneRoot(Sampler):
     """Keeps every trace but the one whose root task runs ``dropped_root``."""
 

@@ -173,6 +173,17 @@ class Policy:
         if len(events) == self.room:
             self._handoff.hurry()
 
+    def keeps(self, entity: Entity) -> bool:
+        """Whether ``event`` would keep an event for the entity now: a
+        caller that pays to make events asks first. False only for a shown
+        entity whose events the budget refuses (the hot case: a long-lived
+        Queue or Lock under contention); an undecided one may still be
+        shown by its next event."""
+        if entity.fate != Fate.SHOWN:
+            return True
+        budget = self.budget
+        return budget.unlimited or budget.tokens * 2 >= budget.burst
+
     def must_keep(self, entity: Entity, event: tuple[Any, ...]) -> None:
         """An event that is always kept (a diagnostic, an exception), and
         makes its entity worth a span."""

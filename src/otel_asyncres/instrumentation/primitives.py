@@ -246,7 +246,7 @@ def _hook_observing(cls: type, name: str, registry: ResourceRegistry, patcher: P
             return original(self, *args, **kwargs)
         finally:
             if registry.active:
-                rs = registry.get(self)
+                rs = registry._states.get(id(self))  # as registry.get, a call less per item
                 if rs is not None or not MUTED_CONTEXT.get():
                     try:
                         registry.observe(self, rs)

@@ -42,6 +42,9 @@ _SHARED_STATES = 64
 
 _NO_STATE: Mapping[str, StateValue] = MappingProxyType({})
 
+#: One state update: attribute, value (or delta), ``StateOp``, unit.
+Change = tuple[str, StateValue, str, str | None]
+
 
 class Family:
     """One kind of resource (asyncio.Lock, asyncio.Queue, ...).
@@ -81,6 +84,10 @@ class Family:
             self.read = self._shared_read
         else:
             self.read = read  # type: ignore[assignment]
+        #: The changes between two shared states, by their ids (a shared
+        #: state lives as long as its family, so its id names it).
+        self._shared_ids: set[int] = set()
+        self._changes: dict[tuple[int, int], tuple[Change, ...]] = {}
         #: Attribute writes that change the state.
         self.watched = frozenset(watched)
         #: Numeric state recorded as Tokio's add/sub deltas rather than overrides.
@@ -105,7 +112,34 @@ class Family:
             state = dict(zip(self._fields, values, strict=True))
             if len(self._shared) < _SHARED_STATES:
                 self._shared[values] = state
+                self._shared_ids.add(id(state))
         return state
+
+    def changes(self, last: Mapping[str, StateValue], state: Mapping[str, StateValue]) -> tuple[Change, ...]:
+        """What changed from ``last`` to ``state``, as Tokio's state updates:
+        (attribute, value, ``StateOp``, unit), a delta where the attribute
+        is one. Worked out once for each pair of shared states."""
+        key = (id(last), id(state))
+        found = self._changes.get(key)
+        if found is None:
+            found = self._diff(last, state)
+            if key[0] in self._shared_ids and key[1] in self._shared_ids:
+                self._changes[key] = found
+        return found
+
+    def _diff(self, last: Mapping[str, StateValue], state: Mapping[str, StateValue]) -> tuple[Change, ...]:
+        found: list[Change] = []
+        for name, value in state.items():
+            old = last.get(name)
+            if old == value:
+                continue
+            unit = self.units.get(name)
+            if name in self.deltas and isinstance(old, int) and isinstance(value, int):
+                delta = value - old
+                found.append((name, abs(delta), StateOp.ADD if delta > 0 else StateOp.SUB, unit))
+            else:
+                found.append((name, value, StateOp.OVERRIDE, unit))
+        return tuple(found)
 
 
 class ResourceState(Entity):
@@ -407,20 +441,14 @@ class ResourceRegistry:
         last = rs.last
         if state is last or state == last:
             return rs
-        now = time_ns()
         rs.previous = last
-        event = self.policy.event
-        for name, value in state.items():
-            old = last.get(name)
-            if old == value:
-                continue
-            unit = family.units.get(name)
-            if name in family.deltas and isinstance(old, int) and isinstance(value, int):
-                delta = value - old
-                op = StateOp.ADD if delta > 0 else StateOp.SUB
-                event(rs, (Event.STATE, now, name, abs(delta), op, unit))
-            else:
-                event(rs, (Event.STATE, now, name, value, StateOp.OVERRIDE, unit))
+        policy = self.policy
+        if policy.keeps(rs):
+            now = time_ns()
+            for name, value, op, unit in family.changes(last, state):
+                policy.event(rs, (Event.STATE, now, name, value, op, unit))
+        else:  # a shown resource past the budget: counted, no event made
+            rs.events_folded += sum(1 for name, value in state.items() if last.get(name) != value)
         rs.last = state
         return rs
 
