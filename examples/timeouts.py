@@ -14,8 +14,9 @@ What to look at: the tasks ``wait_for-demo`` and ``timeout-demo``; the
 sleep`` of 1 s (``duration=1000ms``), both ending ``cancelled`` after 5 ms,
 with the task's ``waker.drop`` and ``waker.wake (cancel)`` events; an
 ``async_op Queue.get`` woken by ``feeder`` in time; and, where the deadlines
-are recorded, a ``resource asyncio.Timeout`` per deadline (``expired=true``
-for those that passed) with its ``async_op timeout`` scope, ending ``ok`` or
+are recorded, one ``async_op timeout`` span per deadline (``async_op
+wait_for`` on 3.10 and 3.11) around what it guards, with the time it allowed
+(``budget=5ms``) and ``expired=true`` for those that passed, ending ``ok`` or
 ``timed_out``. (On 3.10 and 3.11 ``wait_for`` runs the awaited coroutine in a
 task of its own, e.g. ``task fetch``.)
 """

@@ -1395,6 +1395,42 @@ def test_sleep_is_a_timer_resource_folded_into_its_op(ck, run):
     assert ck.registry.live() == []
 
 
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="asyncio.timeout is new in 3.11")
+def test_a_timeout_is_one_span_with_its_budget_in_ms(ck, run):
+    """``asyncio.timeout`` is one span, its ``timeout`` op, folded with its
+    Timeout as a sleep is with its timer (issue 13 item 4): it carries the
+    budget it allowed in ms (the delay given, not the epoch deadline alone),
+    whether it expired, and a ``reschedule()`` inside it as an op state
+    update of the budget."""
+
+    async def main():
+        async with asyncio.timeout(0.25):
+            await asyncio.sleep(0)
+        try:
+            async with asyncio.timeout(0.005):
+                await asyncio.sleep(1)
+        except TimeoutError:
+            pass
+        async with asyncio.timeout(None) as cm:
+            cm.reschedule(asyncio.get_running_loop().time() + 0.5)
+            await asyncio.sleep(0)
+
+    run(main)
+    spans = ck.verify()
+    assert by_name(spans, "resource asyncio.Timeout") == []
+    guards = ops(spans, "timeout")
+    state = sc.RESOURCE_STATE_PREFIX
+    assert [op.attributes[state + "budget"] for op in guards[:2]] == [250.0, 5.0]
+    assert all(op.attributes[state + "budget.unit"] == "ms" for op in guards)
+    assert [op.attributes[state + "expired"] for op in guards] == [False, True, False]
+    assert [op.attributes[sc.ASYNC_OP_OUTCOME] for op in guards] == ["ok", "timed_out", "ok"]
+    assert all(op.attributes[sc.RESOURCE_CONCRETE_TYPE] == "asyncio.Timeout" for op in guards)
+    (update,) = events(guards[2], "state_update")
+    assert update.attributes["budget.op"] == "override"
+    assert 0 < update.attributes["budget"] <= 500.0
+    assert guards[2].attributes[sc.ASYNC_OP_STATE_PREFIX + "budget"] == update.attributes["budget"]
+
+
 def test_sleep_cancelled(ck, run):
     async def sleeper():
         await asyncio.sleep(10)

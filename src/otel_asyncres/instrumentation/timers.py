@@ -7,9 +7,12 @@ as the sleep. ``sleep(0)`` does not wait on a timer: it is a yield, recorded as
 the task waking itself.
 
 A timeout is the resource ``asyncio.Timeout`` (state ``deadline``, wall-clock
-seconds since the epoch, and ``expired``); the scope it guards is its op,
-``timeout``, from entering to leaving the ``async with``, ending ``timed_out``
-when the deadline passed. On 3.11+ both ``asyncio.timeout`` and (3.12+)
+seconds since the epoch, ``budget``, the time it allowed when its deadline was
+set, in ms, and ``expired``); the scope it guards is its op, ``timeout``, from
+entering to leaving the ``async with``, ending ``timed_out`` when the deadline
+passed. Like a sleep's timer, the resource folds into that one op: a timeout is
+one span, which carries its state (a ``reschedule()`` inside the scope is an
+op state update of ``budget``). On 3.11+ both ``asyncio.timeout`` and (3.12+)
 ``wait_for`` go through the ``Timeout`` class, whose state writes are watched;
 on 3.10 and 3.11 ``wait_for`` is its own op, ``wait_for``, on a Timeout made
 for the call.
@@ -48,23 +51,50 @@ def _op_coroutine(frame: FrameType, coro: Any) -> Any:
 
 # -- deadlines ----------------------------------------------------------------------------------
 
-#: Wall-clock deadlines by timer object, converted once from the loop's clock
-#: per deadline set, so that every read of the state gives the same value.
+#: Wall-clock deadlines by timer object, and the time each allowed (ms),
+#: converted once from the loop's clock per deadline set, so that every read
+#: of the state gives the same value.
 _deadlines: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
+_budgets: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
 _converted: weakref.WeakKeyDictionary[Any, float | None] = weakref.WeakKeyDictionary()
 
 
-def _wall_clock(when: float | None) -> float:
-    if when is None:
-        return -1.0  # no deadline
+def _set_deadline(timer: Any, when: float | None, asked: float | None = None) -> float:
+    """Note a deadline on the loop's clock (None: none); the budget it
+    allows, in ms (-1 for none): ``asked``, the delay the program gave, or
+    else what is left until the deadline now."""
     try:
-        return time.time() + (when - asyncio.get_running_loop().time())
+        left = None if when is None else when - asyncio.get_running_loop().time()
     except RuntimeError:
-        return -1.0
+        left = None
+    _deadlines[timer] = -1.0 if left is None else time.time() + left
+    if asked is not None:
+        left = float(asked)
+    budget = _budgets[timer] = -1.0 if left is None else round(left * 1000.0, 3)
+    return budget
+
+
+#: ``asyncio.timeout(delay)``, whose ``delay`` is the budget a Timeout it
+#: makes was given (3.11+).
+_TIMEOUT_FACTORY = getattr(getattr(asyncio, "timeout", None), "__code__", None)
+
+
+def _asked_delay(frame: FrameType) -> float | None:
+    """The delay given to ``asyncio.timeout()`` if it is making the Timeout
+    whose ``__init__`` is ``frame``."""
+    caller = frame.f_back
+    if caller is None or caller.f_code is not _TIMEOUT_FACTORY:
+        return None
+    delay = caller.f_locals.get("delay")
+    return float(delay) if isinstance(delay, int | float) else None
 
 
 def _deadline(timer: Any) -> float:
     return _deadlines.get(timer, -1.0)
+
+
+def _budget(timer: Any) -> float:
+    return _budgets.get(timer, -1.0)
 
 
 # -- asyncio.timeout (3.11+) ---------------------------------------------------------------------
@@ -73,7 +103,7 @@ _TIMEOUT_CLASS: Any = getattr(getattr(asyncio, "timeouts", None), "Timeout", Non
 
 
 def _timeout_state(timeout: Any) -> dict[str, StateValue]:
-    return {"deadline": _deadline(timeout), "expired": timeout.expired()}
+    return {"deadline": _deadline(timeout), "budget": _budget(timeout), "expired": timeout.expired()}
 
 
 class TimeoutScopes:
@@ -96,8 +126,11 @@ class TimeoutScopes:
             when = timeout._when
             if timeout not in _converted or _converted[timeout] != when:
                 _converted[timeout] = when
-                _deadlines[timeout] = _wall_clock(when)
+                budget = _set_deadline(timeout, when, _asked_delay(frame))
                 registry.observe(timeout, rs)
+                scope = self._open.get(timeout)
+                if scope is not None:  # rescheduled inside the scope
+                    self.ops.state(scope, "budget", budget, time.time_ns())
             return
         state = timeout._state.name
         if state == "ENTERED" and st is not None:
@@ -123,13 +156,17 @@ def _wait_for_state(coro: Any) -> dict[str, StateValue]:
     expired = bool(
         waiter is not None and waiter.done() and handle is not None and handle.when() <= local["loop"].time()
     )
-    return {"deadline": _deadline(coro), "expired": expired}
+    return {"deadline": _deadline(coro), "budget": _budget(coro), "expired": expired}
 
 
 def _wait_for_resource(frame: FrameType, coro: Any) -> Any:
     if coro not in _deadlines:
         timeout = frame.f_locals.get("timeout")
-        _deadlines[coro] = -1.0 if timeout is None else time.time() + float(timeout)
+        if timeout is None:
+            _set_deadline(coro, None)
+        else:
+            _deadlines[coro] = time.time() + float(timeout)
+            _budgets[coro] = round(float(timeout) * 1000.0, 3)
     return coro
 
 
@@ -145,6 +182,8 @@ def _wait_for_outcome(coro: Any) -> str | None:
 
 # -- installation --------------------------------------------------------------------------------------
 
+_TIMEOUT_UNITS = {"deadline": "s", "budget": "ms"}
+
 
 def install(registry: ResourceRegistry, waits: OperationWaits, ops: Ops, patcher: Patcher) -> None:
     waits.add(
@@ -159,18 +198,21 @@ def install(registry: ResourceRegistry, waits: OperationWaits, ops: Ops, patcher
             "Timer",
             _timeout_state,
             watched={"_state", "_when"},
-            units={"deadline": "s"},
+            units=_TIMEOUT_UNITS,
             on_write=scopes.on_write,
             factories=(
                 getattr(asyncio, "timeout", None),
                 getattr(asyncio, "timeout_at", None),
                 asyncio.wait_for,
             ),
+            folds_into_op=True,
         )
         registry.add_family(family)
         registry.hook_class(_TIMEOUT_CLASS, patcher)
     if sys.version_info < (3, 12):
-        wait_for = Family(None, "asyncio.Timeout", "Timer", _wait_for_state, units={"deadline": "s"})
+        wait_for = Family(
+            None, "asyncio.Timeout", "Timer", _wait_for_state, units=_TIMEOUT_UNITS, folds_into_op=True
+        )
         spec = OpSpec(
             "wait_for",
             wait_for,
