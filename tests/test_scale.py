@@ -213,7 +213,7 @@ def test_trivial_tasks_queued_long_are_folded_with_their_joins(traced_with):
     (main_span,) = spans
     assert main_span.name.endswith(".main")
     assert main_span.attributes[sc.FOLDED_TASKS] == 102  # its children, and theirs
-    assert folded_waits(main_span) == {("Task.__await__", "asyncio.Task"): 102}
+    assert folded_waits(main_span) == {("Task.__await__", "asyncio.Task"): 102, ("gather", "asyncio.Task"): 3}
     assert float(main_span.attributes[sc.TASK_BUSY]) >= 0.3
 
 

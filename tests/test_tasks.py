@@ -550,3 +550,44 @@ def test_a_chain_of_thousands_of_tasks_is_shown_and_printed_whole(traced):
     text = render(traced.exporter.get_finished_spans())
     assert "[depth 3000] task test_a_chain" in text
     assert max(len(line) for line in text.splitlines()) < 500
+
+
+def test_a_gather_is_an_op_its_waker_events_name(traced):
+    """A task parked in ``gather`` or ``wait`` waits in an op of its own
+    (issue 13 item 5): its ``waker.clone`` and ``waker.wake`` name it, the
+    joins on each task hang under it, and it ends as its future did."""
+
+    async def leaf(n: int) -> int:
+        await asyncio.sleep(0.001 * n)
+        if n == 3:
+            raise ValueError("three")
+        return n
+
+    async def main() -> None:
+        assert await asyncio.gather(*(asyncio.create_task(leaf(n)) for n in (1, 2))) == [1, 2]
+        with pytest.raises(ValueError):
+            await asyncio.gather(asyncio.create_task(leaf(3)))
+        done, _ = await asyncio.wait([asyncio.create_task(leaf(1))])
+        assert len(done) == 1
+
+    asyncio.run(main())
+    traced.flush()
+    spans = traced.exporter.get_finished_spans()
+    root = next(s for s in spans if s.name.endswith("<locals>.main"))
+    groups = sorted(
+        (s for s in spans if s.name in ("async_op gather", "async_op wait")), key=lambda s: s.start_time
+    )
+    assert [(s.name, s.attributes[sc.ASYNC_OP_OUTCOME]) for s in groups] == [
+        ("async_op gather", "ok"),
+        ("async_op gather", "error"),
+        ("async_op wait", "ok"),
+    ]
+    group_ids = [s.attributes[sc.ASYNC_OP_ID] for s in groups]
+    for name in ("waker.clone", "waker.wake"):
+        named = [e.attributes.get(sc.ASYNC_OP_ID) for e in events(root, name)]
+        assert named == group_ids, name
+    joins = [s for s in spans if s.name == "async_op Task.__await__"]
+    assert len(joins) == 4
+    by_span = {s.context.span_id: s for s in groups}
+    assert all(j.parent is not None and j.parent.span_id in by_span for j in joins)
+    assert all(g.parent is not None and g.parent.span_id == root.context.span_id for g in groups)

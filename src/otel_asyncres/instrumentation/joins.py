@@ -2,7 +2,8 @@
 
 Each wait for a task is an async op ``Task.__await__`` on that task: directly
 (``await task``), or through ``gather`` and ``wait``, where the waiting task
-parks on a future of asyncio's and waits for each task still running. A task
+parks on a future of asyncio's, an op of its own (``gather``, ``wait``) under
+which it waits for each task still running. A task
 awaited by others is its own span already, so it is no ``resource`` span of its
 own: the op carries ``asyncio.awaited_task.id`` and links to the task's span.
 ``TaskGroup`` (3.11+) is a resource of its own (``active``, ``errors``) whose
@@ -22,7 +23,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from ..model import Outcome, StateValue
+from ..model import Fate, Outcome, StateValue
 from .frames import await_chain, innermost_user_frame, location_of
 from .operations import OperationWaits, OpSpec
 from .patching import Patcher
@@ -30,7 +31,7 @@ from .resources import Family, ResourceRegistry
 from .spawns import TASK_TYPES
 from .task_state import MUTED, TaskState
 from .tasks import TaskTracker
-from .waits import Ops, Wait
+from .waits import Ops, Wait, future_outcome
 
 SOURCE = "Task.__await__"
 #: The type a join's op is counted under when it is folded.
@@ -88,10 +89,14 @@ class Joins:
     def _group_wait(
         self, st: TaskState, task: Any, fut: Any, awaited: Any, now: int, frames: list[Any] | None = None
     ) -> Wait:
-        """A wait for several tasks at once: each task still running notes it."""
+        """A wait for several tasks at once, an op (``gather``, ``wait``) that
+        the task's waker events name: each task still running notes it."""
         children: list[TaskState] = []
-        wait = Wait(fut, _GroupWait(self, children), start=now, task=st)
-        wait.location = self._where(task, frames)
+        source = "gather" if type(fut) is _GATHERING_FUTURE else "wait"
+        where = self._where(task, frames)
+        handler = _GroupWait(self, children)
+        wait = self.ops.open(st, fut, None, source, where, handler, now)
+        wait.concrete_type = JOINED_TYPE
         wait.joins = True
         for child in awaited:
             if not isinstance(child, TASK_TYPES) or child.done():  # type: ignore[attr-defined]
@@ -107,6 +112,7 @@ class Joins:
             else:
                 child_state.joined_by = [joined, wait]
             children.append(child_state)
+        handler.joined = bool(children)
         return wait
 
     @staticmethod
@@ -129,11 +135,14 @@ class Joins:
         """The join of ``group``'s task on ``child`` is over: made an op now,
         and decided at once."""
         op = self.ops.open(group.task, None, None, SOURCE, group.location, self._direct, group.start)
+        op.parent, op.app_parent = group, None  # under the gather, which has the application's span
         op.concrete_type = JOINED_TYPE
         op.awaited = child
         op.joins = True
         waker = child if outcome != Outcome.ABANDONED else None
         self.ops.completed(op, now, outcome, waker=waker)
+        if op.fate != Fate.FOLDED:
+            group.handler.kept = True  # type: ignore[union-attr]
 
     @staticmethod
     def forget(group: Wait, child: TaskState) -> None:
@@ -172,26 +181,39 @@ class _GroupWait:
     whatever is still waiting when the task resumes was given up on (the first
     completed, a timeout, a cancellation)."""
 
-    __slots__ = ("children", "joins")
+    __slots__ = ("children", "joined", "joins", "kept")
 
     def __init__(self, joins: Joins, children: list[TaskState]) -> None:
         self.joins = joins
         self.children = children
+        #: It waits for recorded tasks (not only for futures); one of its
+        #: joins was kept (its task is worth a span). A gather of tasks none
+        #: of which was kept, that went well, is folded with them.
+        self.joined = False
+        self.kept = False
 
     def woken(self, wait: Wait, future: Any, st: TaskState, waker: TaskState | None, now: int) -> None:
         pass
 
     def resumed(self, wait: Wait, future: Any, st: TaskState, now: int) -> bool:
-        self._end(wait, now, Outcome.ABANDONED)
+        """The gather is over as its task runs again: as its future ended
+        (the first error, a cancellation), or given up on."""
+        self._give_up(wait, now, Outcome.ABANDONED)
+        ops = self.joins.ops
+        ops.poll_started(wait, st, now)
+        outcome = future_outcome(future) if future is not None and future.done() else Outcome.ABANDONED
+        ops.completed(wait, now, outcome, joined_folded=self.joined and not self.kept)
         return True
 
     def finished(self, wait: Wait, st: TaskState, now: int) -> None:
         pass
 
     def abandoned(self, wait: Wait, st: TaskState, now: int) -> None:
-        self._end(wait, now, Outcome.LOST)
+        self._give_up(wait, now, Outcome.LOST)
+        self.joins.ops.abandoned(wait, now)
 
-    def _end(self, wait: Wait, now: int, outcome: str) -> None:
+    def _give_up(self, wait: Wait, now: int, outcome: str) -> None:
+        """The joins still waiting end with ``outcome``."""
         wait.completed = True
         children, self.children = self.children, []  # each child points back here: let go
         for child in children:

@@ -263,8 +263,11 @@ class Ops:
         wait.state[attribute] = value
         self.policy.event(wait, (Event.STATE, now, attribute, value, StateOp.OVERRIDE, None))
 
-    def completed(self, wait: Wait, now: int, outcome: str, waker: TaskState | None = None) -> None:
-        """The op's last poll was ready; the op is over."""
+    def completed(
+        self, wait: Wait, now: int, outcome: str, waker: TaskState | None = None, joined_folded: bool = False
+    ) -> None:
+        """The op's last poll was ready; the op is over. ``joined_folded``: it
+        waited for tasks, none of which is a span (a gather of trivial ones)."""
         wait.completed = True
         if not wait.id:
             return
@@ -273,14 +276,14 @@ class Ops:
         if wait.poll_log is not None:
             wait.poll_log.append((wait.resumed_at or wait.start, now, True))
             self.policy.event(wait, (Event.POLL_OP, now, wait.source, True))
-        self._end(wait, now, outcome)
+        self._end(wait, now, outcome, joined_folded)
 
     def abandoned(self, wait: Wait, now: int, outcome: str = Outcome.LOST) -> None:
         wait.completed = True
         if wait.id:
             self._end(wait, now, outcome)
 
-    def _end(self, wait: Wait, now: int, outcome: str) -> None:
+    def _end(self, wait: Wait, now: int, outcome: str, joined_folded: bool = False) -> None:
         wait.outcome = outcome
         wait.ended = now
         resource = wait.resource
@@ -290,8 +293,8 @@ class Ops:
         if self.metrics is not None:
             self.metrics.op_ended(wait.concrete_type, wait.source, outcome or "unfinished", duration)
         awaited = wait.awaited
-        if awaited is not None and awaited.fate == Fate.FOLDED and outcome == Outcome.OK:
-            # Waiting for a task not worth a span is its scheduling: counted.
+        if outcome == Outcome.OK and (joined_folded or (awaited is not None and awaited.fate == Fate.FOLDED)):
+            # Waiting for tasks not worth a span is their scheduling: counted.
             self.policy.fold(wait)
             return
         must = outcome in Outcome.FAILED or wait.fate == Fate.SHOWN
