@@ -183,3 +183,22 @@ def test_child_resource(traced):
     limiter.update(tokens=1)
     spans = traced.spans()
     assert one(spans, "resource mylib.Limiter").parent.span_id == one(spans, POOL).context.span_id
+
+
+def test_a_resource_is_named_by_the_program_or_by_its_assignment(traced):
+    """Two pools of one type are told apart (issue 13 item 3): by the name
+    given to the API, else by the name they are assigned to."""
+
+    class Service:
+        def __init__(self) -> None:
+            self.primary = otel_asyncres.Resource("mylib.Pool", state={"idle": 1}, name="db-primary")
+            self.replica = otel_asyncres.Resource("mylib.Pool", state={"idle": 1})
+
+    async def main():
+        service = Service()
+        service.primary.close()
+        service.replica.close()
+
+    asyncio.run(main())
+    names = sorted(span.attributes.get(sc.RESOURCE_NAME) for span in by_name(traced.spans(), POOL))
+    assert names == ["db-primary", "replica"]

@@ -5,7 +5,9 @@ updates its state; it then shows up exactly like asyncio's primitives: a
 ``resource <type>`` span with ``state_update`` events and final state, and an
 ``async_op <source>`` span per operation, under the task that performed it.
 
-    pool = otel_asyncres.Resource("mylib.ConnectionPool", kind="Sync", state={"idle": 10, "in_use": 0})
+    pool = otel_asyncres.Resource(
+        "mylib.ConnectionPool", kind="Sync", state={"idle": 10, "in_use": 0}, name="db-pool"
+    )
 
     async def acquire():
         async with pool.operation("ConnectionPool.acquire"):
@@ -48,14 +50,20 @@ class Resource:
         *,
         units: Mapping[str, str] | None = None,
         parent: Resource | None = None,
+        name: str | None = None,
     ) -> None:
+        """``name`` tells it apart from others of its type
+        (``asyncio.resource.name``); without one, the name it is assigned to
+        where it is made (``self.pool = Resource(...)``: ``pool``) is used."""
         self.concrete_type = concrete_type
+        self.name = name
         self.kind = kind
         self.units = dict(units or {})
         self.parent = parent
         self._state: dict[str, StateValue] = dict(state or {})
         self._location = user_location()
         self._family = Family(None, concrete_type, kind, lambda obj: {}, units=self.units)
+        self._family.name = name
         #: The session the resource was announced to, and its state there.
         self._session: Session | None = None
         self._rs: ResourceState | None = None

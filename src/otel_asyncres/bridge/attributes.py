@@ -64,7 +64,7 @@ def resource_identity(rs: ResourceState) -> dict[str, Any]:
         sc.RESOURCE_IS_INTERNAL: rs.internal,
         **code_attributes(rs.location),
     }
-    name = assigned_name(rs.location)
+    name = family.name or assigned_name(rs.location)
     if name is not None:
         attributes[sc.RESOURCE_NAME] = name
     attributes.update((f"{sc.RESOURCE_STATE_PREFIX}{k}.unit", unit) for k, unit in family.units.items())

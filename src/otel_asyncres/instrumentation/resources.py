@@ -104,6 +104,9 @@ class Family:
         self.held_through = held_through
         #: Used by exactly one op (a sleep's timer): the op's span says it all.
         self.folds_into_op = folds_into_op
+        #: The name every resource of the family has (a custom resource's own
+        #: family); None: named by the assignment that made it, if any.
+        self.name: str | None = None
 
     def _shared_read(self, obj: Any) -> dict[str, StateValue]:
         values = self._values(obj)
