@@ -764,3 +764,36 @@ def test_a_failing_console_view_is_said_not_raised(monkeypatch: pytest.MonkeyPat
         "otel-asyncres: the console view failed (RecursionError: maximum recursion depth exceeded); "
         "1 spans not shown\n"
     )
+
+
+def test_the_console_shows_an_entity_once_whatever_its_windows(tmp_path: Path) -> None:
+    """A program that runs longer than three windows is one tree, and each
+    task in it one node, its windows together (issue 12 item 3): not a node
+    per window."""
+    script = tmp_path / "long.py"
+    script.write_text(
+        textwrap.dedent(
+            """\
+            import asyncio
+
+            async def ticker(lock):
+                for _ in range(14):
+                    async with lock:
+                        await asyncio.sleep(0.05)
+
+            async def main():
+                await asyncio.create_task(ticker(asyncio.Lock()), name="ticker")
+
+            asyncio.run(main())
+            """
+        )
+    )
+    ours = run([*CLI, "--window-duration", "100ms", str(script)])
+    assert ours.returncode == 0, ours.stderr
+    lines = ours.stderr.splitlines()
+    assert sum(line.startswith("trace ") for line in lines) == 1, ours.stderr
+    for task in ("task main", "task ticker"):
+        (node,) = [line for line in lines if f"{task}  #" in line]
+        windows = re.search(r"(\d+) windows", node)
+        assert windows is not None and int(windows[1]) > 3, node
+    assert len([line for line in lines if "async_op sleep" in line]) == 14, ours.stderr

@@ -381,6 +381,10 @@ def test_resource_names_the_host_unless_configured(monkeypatch: pytest.MonkeyPat
 
     for name in [n for n in os.environ if n.startswith("OTEL_")]:
         monkeypatch.delenv(name)
-    assert resource_for(load_settings({})).attributes["host.name"] == socket.gethostname()
-    monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "host.name=box,team=a")
-    assert resource_for(load_settings({})).attributes["host.name"] == "box"
+    attributes = resource_for(load_settings({})).attributes
+    assert attributes["host.name"] == socket.gethostname()
+    # Jaeger's v1 API (its UI's) knows a host by an ``ip`` process tag only.
+    assert socket.inet_aton(str(attributes["ip"]))
+    monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "host.name=box,team=a,ip=10.1.2.3")
+    attributes = resource_for(load_settings({})).attributes
+    assert (attributes["host.name"], attributes["ip"]) == ("box", "10.1.2.3")

@@ -75,6 +75,7 @@ LINK_WOKEN_BY = "woken_by"
 UNFINISHED = "asyncio.unfinished"
 
 # Windows: a long-lived entity exported as consecutive spans.
+WINDOW_PREFIX = "asyncio.window."
 WINDOW_INDEX = "asyncio.window.index"
 WINDOW_LAST = "asyncio.window.last"
 LINK_PREVIOUS_WINDOW = "previous_window"

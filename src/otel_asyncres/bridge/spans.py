@@ -72,6 +72,7 @@ class _Export:
         "context",
         "event_count",
         "events_folded",
+        "follows_owner",
         "parent_context",
         "span",
         "state",
@@ -84,6 +85,9 @@ class _Export:
     def __init__(self, span: Span, parent_context: Context, start: int) -> None:
         self.span = span
         self.parent_context = parent_context
+        #: Its parent is a window of its owner's (not an application span, not
+        #: none): its later windows go under the owner's window of their time.
+        self.follows_owner = False
         self.context = trace.set_span_in_context(span, Context())
         self.window = 0
         self.window_start = start
@@ -143,7 +147,9 @@ class SpanBridge:
         kept so far), so that a backend sees long-lived entities while they
         live."""
         window_ns = self._options.window_ns
-        for entity in list(self._open.values()):
+        # Owners first (an owner starts before what it made): a window that
+        # rolls with its owner's continues under the owner's new one.
+        for entity in sorted(self._open.values(), key=_by_start):
             ex = entity.export
             if ex is not None and not ex.closed and now - ex.window_start >= window_ns:
                 self._take_events(entity, ex)
@@ -199,6 +205,7 @@ class SpanBridge:
             entity.export = _Muted
             return None
         ex = entity.export = _Export(span, parent, entity.start)
+        ex.follows_owner = self._is_owner_window(entity.owner(), parent)
         self._open[id(entity)] = entity
         if kind == "resource":
             ex.state = dict(entity.initial)  # type: ignore[attr-defined]
@@ -272,11 +279,7 @@ class SpanBridge:
             ex = self._materialize_chain(owner)
         if ex is None or ex is _Muted:
             return None
-        windows: list[tuple[int, Context]] = ex.windows
-        for start, context in reversed(windows):
-            if start <= ts:
-                return context
-        return windows[0][1]
+        return self._window_at(ex, ts)
 
     def _materialize_chain(self, entity: Entity) -> _Export | None:
         """Start the span of an entity whose owners may have none yet, the
@@ -352,8 +355,7 @@ class SpanBridge:
         previous.end(end_time=max(ts, ex.window_start))
         ex.window += 1
         link = Link(previous.get_span_context(), {sc.LINK_RELATION: sc.LINK_PREVIOUS_WINDOW})
-        # A root's continuations are children of its first window: one trace.
-        parent = ex.parent_context if _has_span(ex.parent_context) else ex.windows[0][1]
+        parent = self._continuation_parent(entity, ex, ts)
         name, attributes = self._identity(entity)
         attributes[sc.WINDOW_INDEX] = ex.window
         ex.span = self._tracer.start_span(
@@ -367,6 +369,37 @@ class SpanBridge:
         ex.event_count = 0
         if ex.state is not None:
             self._open_state(entity, ex, ts)
+
+    def _continuation_parent(self, entity: Entity, ex: _Export, ts: int) -> Context:
+        """Where a window that starts at ``ts`` goes: under the window of
+        its owner (or, once the owner has ended, of the nearest owner above
+        that still lives) that is current then, so that it starts inside its
+        parent; under the same application span; a root's, under its own
+        first window (one trace)."""
+        if ex.follows_owner:
+            owner = entity.owner()
+            while owner is not None:
+                oex = owner.export
+                if oex is None or oex is _Muted:
+                    break
+                if not oex.closed:
+                    return self._window_at(oex, ts)
+                owner = owner.owner()
+        return ex.parent_context if _has_span(ex.parent_context) else ex.windows[0][1]
+
+    @staticmethod
+    def _window_at(ex: _Export, ts: int) -> Context:
+        for start, context in reversed(ex.windows):
+            if start <= ts:
+                return context
+        return ex.windows[0][1]
+
+    @staticmethod
+    def _is_owner_window(owner: Entity | None, parent: Context) -> bool:
+        oex = owner.export if owner is not None else None
+        if oex is None or oex is _Muted:
+            return False
+        return any(parent is context for _, context in oex.windows)
 
     def _open_state(self, entity: Entity, ex: _Export, ts: int) -> None:
         """A resource's window opens with its whole state (Tokio's initial
@@ -452,6 +485,10 @@ class _MutedExport:
 
 #: The one muted export (entity.export is it: nothing to do for them).
 _Muted: Any = _MutedExport()
+
+
+def _by_start(entity: Entity) -> int:
+    return entity.start
 
 
 def _has_span(context: Context) -> bool:

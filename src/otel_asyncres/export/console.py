@@ -12,11 +12,12 @@ import os
 import sys
 from collections import Counter, defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, TextIO
 
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
-from opentelemetry.trace import StatusCode
+from opentelemetry.trace import SpanContext, Status, StatusCode
 
 from ..bridge import semconv as sc
 from ..diagnostics.lints import Lint
@@ -161,12 +162,72 @@ def _diagnostics_summary(spans: Sequence[ReadableSpan], style: Any) -> list[str]
     return lines
 
 
+@dataclass
+class _Windows:
+    """The windows of one long-lived entity, shown as one node: from the
+    first's start to the last's end, with every window's events, the last
+    window's statistics (they count from the entity's start) and the
+    children of all of them."""
+
+    name: str
+    context: SpanContext
+    parent: SpanContext | None
+    attributes: dict[str, Any]
+    events: list[Any]
+    start_time: int
+    end_time: int
+    status: Status
+    count: int
+
+
+def _entity_key(span: ReadableSpan) -> tuple[str, Any] | None:
+    kind = span.name.split(" ", 1)[0]
+    key = {"task": sc.TASK_ID, "resource": sc.RESOURCE_ID, "async_op": sc.ASYNC_OP_ID}.get(kind)
+    attrs = span.attributes or {}
+    return (kind, attrs[key]) if key is not None and key in attrs else None
+
+
+def _merge_windows(spans: list[ReadableSpan]) -> tuple[list[Any], dict[int, int]]:
+    """Each entity once: its windows merged. Also the span id of each window
+    to the id of the node that stands for it."""
+    groups: dict[Any, list[ReadableSpan]] = defaultdict(list)
+    for span in spans:
+        groups[_entity_key(span) or span.context.span_id].append(span)
+    nodes: list[Any] = []
+    alias: dict[int, int] = {}
+    for group in groups.values():
+        if len(group) == 1:
+            nodes.append(group[0])
+            continue
+        group.sort(key=lambda s: s.start_time or 0)
+        first, last = group[0], group[-1]
+        for window in group:
+            alias[window.context.span_id] = first.context.span_id
+        attributes = {k: v for k, v in (last.attributes or {}).items() if not k.startswith(sc.WINDOW_PREFIX)}
+        failed = [w.status for w in group if w.status.status_code is StatusCode.ERROR]
+        nodes.append(
+            _Windows(
+                name=last.name,
+                context=first.context,
+                parent=first.parent,
+                attributes=attributes,
+                events=[event for window in group for event in window.events],
+                start_time=first.start_time or 0,
+                end_time=max(w.end_time or 0 for w in group),
+                status=failed[-1] if failed else last.status,
+                count=len(group),
+            )
+        )
+    return nodes, alias
+
+
 def _render_trace(trace_id: int, spans: list[ReadableSpan], style: Any) -> list[str]:
-    ids = {s.context.span_id for s in spans if s.context is not None}
-    children: dict[int | None, list[ReadableSpan]] = defaultdict(list)
-    for s in spans:
-        parent = s.parent.span_id if s.parent is not None and s.parent.span_id in ids else None
-        children[parent].append(s)
+    nodes, alias = _merge_windows(spans)
+    ids = {s.context.span_id for s in nodes if s.context is not None}
+    children: dict[int | None, list[Any]] = defaultdict(list)
+    for s in nodes:
+        parent = alias.get(s.parent.span_id, s.parent.span_id) if s.parent is not None else None
+        children[parent if parent in ids else None].append(s)
     for kids in children.values():
         kids.sort(key=lambda s: (s.start_time or 0, s.context.span_id if s.context else 0))
     start = min(s.start_time or 0 for s in spans)
@@ -242,6 +303,8 @@ def _headline(span: ReadableSpan, labels: dict[Any, str], style: Any) -> str:
         parts.append(style("error", f"error: {shown}"))
     if attrs.get(sc.UNFINISHED):
         parts.append(style("error", "unfinished at exit"))
+    if isinstance(span, _Windows):
+        parts.append(style("dim", f"{span.count} windows"))
     where = attrs.get(sc.CODE_FILE_PATH)
     if where and kind != "poll":
         parts.append(style("dim", f"[{os.path.basename(str(where))}:{attrs.get(sc.CODE_LINE_NUMBER)}]"))

@@ -194,6 +194,22 @@ def otlp_exporter(settings: Settings, timeout: float | None = None) -> SpanExpor
     return HttpExporter(endpoint=settings.endpoint, timeout=timeout)
 
 
+#: The process tag by which Jaeger's v1 API tells hosts apart.
+JAEGER_HOST_KEY = "ip"
+
+
+def _host_address() -> str:
+    """This host's address on its default route, found without a packet or a
+    name lookup (connecting a UDP socket only picks the route); the loopback
+    address where there is none."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.connect(("192.0.2.1", 9))  # TEST-NET-1: never sent to
+            return str(probe.getsockname()[0])
+    except OSError:
+        return "127.0.0.1"
+
+
 def resource_for(settings: Settings, default_service_name: str | None = None) -> Resource:
     """OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME are read by the SDK's
     detector; an explicit service name wins, then the program's name.
@@ -202,10 +218,14 @@ def resource_for(settings: Settings, default_service_name: str | None = None) ->
     has one clock, and a backend that finds no host on the resource (Jaeger's
     query service) takes each span for another host's and reports "clock skew"
     wherever a child outlives its parent (a resource its creator, a task's
-    later window)."""
+    later window). Jaeger's v1 API, the one its UI reads, knows a host only
+    by an ``ip`` process tag (what Jaeger's own clients sent): the resource
+    carries it too, unless configured."""
     resource = Resource.create({} if settings.service_name is None else {SERVICE_NAME: settings.service_name})
     if HOST_NAME not in resource.attributes:
         resource = resource.merge(Resource({HOST_NAME: socket.gethostname()}))
+    if JAEGER_HOST_KEY not in resource.attributes:
+        resource = resource.merge(Resource({JAEGER_HOST_KEY: _host_address()}))
     unnamed = str(resource.attributes.get(SERVICE_NAME, "")).startswith("unknown_service")
     if settings.service_name is None and default_service_name is not None and unnamed:
         resource = resource.merge(Resource({SERVICE_NAME: default_service_name}))
