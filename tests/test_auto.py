@@ -9,6 +9,7 @@ import logging
 import subprocess
 import sys
 import textwrap
+from collections import Counter
 from collections.abc import Callable, Iterator
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -219,3 +220,128 @@ def test_importing_the_package_never_needs_opentelemetry_instrumentation() -> No
     assert result.stdout == (
         "otel_asyncres.instrumentor needs opentelemetry-instrumentation: pip install 'otel-asyncres[auto]'\n"
     )
+
+
+# -- a real aiohttp service under opentelemetry-instrument (issue 12 item 2) -------------------
+
+WEBSVC = ROOT / "benchmarks" / "websvc" / "app.py"
+
+
+async def _load(port: int, requests: int) -> list[str]:
+    """``requests`` concurrent ``GET /square/{n}``, more than the pool's two
+    connections: most handlers wait for one."""
+    import aiohttp
+
+    async with aiohttp.ClientSession() as session:
+
+        async def get(n: int) -> str:
+            async with session.get(f"http://127.0.0.1:{port}/square/{n}") as response:
+                return await response.text()
+
+        return await asyncio.gather(*(get(n) for n in range(requests)))
+
+
+def _serve_and_load(receiver: Receiver, requests: int, **env: str) -> list[ReceivedSpan]:
+    """Start the web-service benchmark's app under ``opentelemetry-instrument``
+    (aiohttp-server instrumentation and this package), load it, stop it with
+    SIGINT (aiohttp's clean shutdown: the SDK flushes at exit)."""
+    import signal
+    import time
+    import urllib.request
+
+    from otlp_receivers import free_port
+
+    port = free_port()
+    environment = child_env(
+        OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
+        OTEL_METRICS_EXPORTER="none",
+        OTEL_LOGS_EXPORTER="none",
+        OTEL_SERVICE_NAME="websvc",
+        **env,
+    )
+    server = subprocess.Popen(
+        [OPENTELEMETRY_INSTRUMENT, sys.executable, str(WEBSVC), "--port", str(port)],
+        env=environment,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/stats", timeout=1).read()
+                break
+            except OSError:
+                assert server.poll() is None and time.monotonic() < deadline, server.stderr.read()  # type: ignore[union-attr]
+                time.sleep(0.05)
+        replies = asyncio.run(_load(port, requests))
+        assert replies == [f"{n} squared is {n * n}\n" for n in range(requests)]
+    finally:
+        server.send_signal(signal.SIGINT)
+        _, stderr = server.communicate(timeout=TIMEOUT)
+    assert server.returncode == 0, stderr
+    return receiver.spans()
+
+
+def _descendants(root: ReceivedSpan, spans: list[ReceivedSpan]) -> list[ReceivedSpan]:
+    children: dict[bytes, list[ReceivedSpan]] = {}
+    for s in spans:
+        children.setdefault(s.span.parent_span_id, []).append(s)
+    found, todo = [], [root.span.span_id]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child.span.span_id)
+    return found
+
+
+@pytest.mark.parametrize("budget", ["off", "default"])
+def test_every_request_trace_holds_the_handlers_waits(budget: str) -> None:
+    """Each request's trace (its aiohttp server span) holds what its handler
+    waited on: the worker's future and the sleep, always; the pool's
+    Semaphore when the handler had to wait for a connection (10 concurrent
+    requests for 2 connections: most do). The handler's ``put`` never waits
+    (the queue is unbounded), so it is no op. With the default budget,
+    short waits may be folded: then they are counted on the request's trace."""
+    env = {"OTEL_ASYNCRES_BUDGET": "off"} if budget == "off" else {}
+    with GrpcReceiver() as receiver:
+        spans = _serve_and_load(receiver, 10, **env)
+    servers = [s for s in spans if s.scope.startswith("opentelemetry.instrumentation.aiohttp_server")]
+    squares = [
+        s
+        for s in servers
+        if "/square" in str(s.attributes.get("http.target", s.attributes.get("url.path", "")))
+    ]
+    assert len(squares) == 10, describe(spans)
+    pool_waits = 0
+    for server in squares:
+        below = _descendants(server, spans)
+        assert {s.span.trace_id for s in below} <= {server.span.trace_id}
+        names = Counter(s.name for s in below)
+        pool_waits += names["async_op Semaphore.acquire"]
+        if budget == "off":
+            assert names["async_op Future.__await__"] == 1, describe(below)
+            assert names["async_op sleep"] == 1, describe(below)
+        else:  # shown, or folded and counted on a span of the request's trace
+            folded = sum(
+                count
+                for s in [server, *below]
+                for source, count in zip(
+                    s.attributes.get("asyncio.folded.waits.sources", ()),
+                    s.attributes.get("asyncio.folded.waits.counts", ()),
+                    strict=True,
+                )
+                if source in ("Future.__await__", "sleep")
+            )
+            assert names["async_op Future.__await__"] + names["async_op sleep"] + folded >= 2, describe(below)
+    if budget == "off":
+        assert pool_waits >= 1, describe(spans)
+    outside = [
+        s
+        for s in spans
+        if s.name == "async_op Semaphore.acquire"
+        and s.span.trace_id not in {q.span.trace_id for q in squares}
+    ]
+    assert outside == [], describe(outside)
