@@ -103,11 +103,11 @@ class OperationWaits:
             rs = self.registry.ensure(obj, self.registry.family_of(obj) or spec.family, location)
         if rs is None:
             return None
-        key = id(op_frame)
-        if resumed is not None and resumed.key == key and not resumed.completed:
+        if resumed is not None and not resumed.completed and _same(resumed.key, op_coro):
             wait = self.ops.continued(resumed, future)
         else:
-            wait = self.ops.open(st, future, rs, spec.source, location, self._handler(spec), now, key)
+            handler = self._handler(spec)
+            wait = self.ops.open(st, future, rs, spec.source, location, handler, now, _weak(op_coro))
         refs = [_weak(obj)]
         for inner in involved:
             if inner is obj:
@@ -236,6 +236,10 @@ class _OpHandler:
             obj = wait.objects[0]()
             if obj is not None:
                 self.waits.registry.close(obj)
+
+
+def _same(ref: weakref.ref[Any] | None, obj: Any) -> bool:
+    return ref is not None and ref() is obj
 
 
 def _weak(obj: Any) -> weakref.ref[Any] | None:

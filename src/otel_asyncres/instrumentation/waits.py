@@ -124,8 +124,9 @@ class Wait(Entity):
         #: A wait on other tasks only (a join, gather, wait): waiting for
         #: children does not make a task worth a span.
         self.joins = False
-        #: Identifies the op across parks: the id of the op's coroutine frame.
-        self.key = 0
+        #: Identifies the op across parks: a weak reference to the op's
+        #: coroutine (an id could be a finished op's, reused by the next).
+        self.key: Any = None
         #: The ``await`` in user code, when known (where a poll resumes).
         self.location: Location | None = None
         #: Weak references to the resources the op involves, for observation.
@@ -216,7 +217,7 @@ class Ops:
         location: Location | None,
         handler: WaitHandler,
         now: int,
-        key: int = 0,
+        key: Any = None,
     ) -> Wait:
         """A new op: created, its first poll started."""
         wait = Wait(future, handler, next_op_id(), now, st, resource, source)
