@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import sys
+from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
 
@@ -143,3 +144,50 @@ def test_a_name_lookup_is_one_span(traced: Traced) -> None:
     assert (lookup.attributes[STATE + "host"], lookup.attributes[STATE + "port"]) == ("localhost", "80")
     assert lookup.attributes[sc.RESOURCE_KIND] == "IO"
     assert by_name(spans, "resource asyncio.getaddrinfo") == []
+
+
+def test_aiohttps_own_reads_are_ops_with_the_bytes_received(traced: Traced) -> None:
+    """aiohttp reads through streams of its own: a handler reading a request
+    body that is still arriving, and a client waiting for its response, wait
+    in ops that carry what the stream had received (``total_bytes``)."""
+    import aiohttp
+    from aiohttp import web
+
+    async def echo(request: web.Request) -> web.Response:
+        body = await request.read()
+        return web.Response(body=body[::-1])
+
+    async def body_in_two_parts() -> Any:
+        yield b"0123456789" * 100
+        await asyncio.sleep(0.01)  # the handler waits for the rest meanwhile
+        yield b"abcdefghij" * 100
+
+    async def main() -> bytes:
+        app = web.Application()
+        app.router.add_post("/echo", echo)
+        runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        url = f"http://127.0.0.1:{port}/echo"
+        body = body_in_two_parts()
+        async with aiohttp.ClientSession() as session, session.post(url, data=body) as response:
+            reply = await response.read()
+        await runner.cleanup()
+        return reply
+
+    assert asyncio.run(main()) == (b"0123456789" * 100 + b"abcdefghij" * 100)[::-1]
+    spans = _spans(traced)
+    reads = [
+        s
+        for s in spans
+        if s.name.startswith("async_op StreamReader.")
+        and s.attributes[sc.RESOURCE_CONCRETE_TYPE] == "aiohttp.StreamReader"
+    ]
+    assert reads, [s.name for s in spans]
+    # The handler waited for the second part: the read ended with both received.
+    assert max(s.attributes[STATE + "total_bytes"] for s in reads) == 2000
+    assert all(s.attributes[STATE + "total_bytes.unit"] == "By" for s in reads)
+    assert by_name(spans, "resource aiohttp.StreamReader") == []  # folded into its ops
+    assert by_name(spans, "async_op DataQueue.read"), [s.name for s in spans]

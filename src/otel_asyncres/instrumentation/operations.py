@@ -11,6 +11,7 @@ waiting, never on the fast paths that do not wait.
 
 from __future__ import annotations
 
+import sys
 import weakref
 from collections.abc import Callable
 from types import CodeType, FrameType
@@ -79,17 +80,32 @@ class OperationWaits:
         self.tracker = tracker
         self._specs: dict[CodeType, OpSpec] = {}
         self._handlers: dict[int, _OpHandler] = {}
+        self._late: dict[str, Callable[[Any, OperationWaits], None]] = {}
 
     def add(self, function: Any, spec: OpSpec) -> None:
         code = getattr(function, "__code__", None)
         if code is not None:
             self._specs[code] = spec
 
+    def add_when_imported(self, module: str, install: Callable[[Any, OperationWaits], None]) -> None:
+        """Ops of a library that may be imported later (aiohttp): added at
+        the first park no op explains once ``module`` is in ``sys.modules``,
+        never by importing it (a program that does not use it pays nothing)."""
+        self._late[module] = install
+
+    def _install_late(self) -> bool:
+        found = [name for name in self._late if name in sys.modules]
+        for name in found:
+            self._late.pop(name)(sys.modules[name], self)
+        return bool(found)
+
     def install(self) -> None:
         self.tracker.add_classifier(self.classify)
 
     def classify(self, st: TaskState, task: Any, future: Any, now: int, resumed: Wait | None) -> Wait | None:
         found = self._find(task.get_coro())
+        if found is None and self._late and self._install_late():
+            found = self._find(task.get_coro())
         if found is None:
             return None
         spec, op_frame, op_coro, caller, involved = found
@@ -220,6 +236,8 @@ class _OpHandler:
         self.waits.observe(wait)
 
     def _complete(self, wait: Wait, ts: int) -> None:
+        if self.spec.closes_resource:  # its last state, before it ends with the op
+            self.waits.observe(wait)
         self.waits.ops.completed(wait, ts, wait.outcome or Outcome.OK)
         self._end_resource(wait)
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import asyncio.selector_events
 import asyncio.subprocess
+import weakref
 from types import FrameType
 from typing import Any
 
@@ -102,6 +103,50 @@ def _address_op(source: str) -> OpSpec:
     return OpSpec(source, family, _goes_on, resource=_op_coroutine, closes_resource=True)
 
 
+# -- aiohttp's own streams ------------------------------------------------------------------------
+
+
+#: The reader of each read, by the read's coroutine: read again once the
+#: coroutine has returned (and has no frame left to find it in).
+_readers: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+
+
+def _aiohttp_reader_state(coro: Any) -> dict[str, StateValue]:
+    """The reader the op reads from (``self``): aiohttp's StreamReader has
+    no weak references, so it is no resource of its own; each read carries
+    it, with ``total_bytes``, everything received on it so far."""
+    reader = _readers.get(coro)
+    if reader is None:
+        reader = _readers[coro] = coro.cr_frame.f_locals["self"]
+    return {"buffered": int(reader._size), "eof": bool(reader._eof), "total_bytes": int(reader.total_bytes)}
+
+
+def _queue_state(queue: Any) -> dict[str, StateValue]:
+    return {"queued": len(queue._buffer), "eof": bool(queue._eof)}
+
+
+def _install_aiohttp(streams: Any, waits: OperationWaits) -> None:
+    """aiohttp's reads (a request's body on the server, a response's on the
+    client) and its message queue (a client waiting for a response)."""
+    reader = Family(
+        None,
+        "aiohttp.StreamReader",
+        KIND,
+        _aiohttp_reader_state,
+        units={"buffered": "By", "total_bytes": "By"},
+    )
+    reader.folds_into_op = True
+    for method in ("read", "readline", "readuntil", "readany", "readchunk", "readexactly"):
+        function = getattr(streams.StreamReader, method, None)
+        if function is not None:
+            spec = OpSpec(
+                f"StreamReader.{method}", reader, _goes_on, resource=_op_coroutine, closes_resource=True
+            )
+            waits.add(function, spec)
+    queue = Family(None, "aiohttp.DataQueue", KIND, _queue_state)
+    waits.add(streams.DataQueue.read, OpSpec("DataQueue.read", queue, ALWAYS))
+
+
 # -- installation ---------------------------------------------------------------------------------
 
 
@@ -120,3 +165,4 @@ def install(waits: OperationWaits) -> None:
     waits.add(asyncio.open_connection, _address_op("open_connection"))
     waits.add(asyncio.BaseEventLoop.create_connection, _address_op("create_connection"))
     waits.add(asyncio.BaseEventLoop.getaddrinfo, _address_op("getaddrinfo"))
+    waits.add_when_imported("aiohttp.streams", _install_aiohttp)
