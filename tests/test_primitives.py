@@ -1431,6 +1431,23 @@ def test_a_timeout_is_one_span_with_its_budget_in_ms(ck, run):
     assert guards[2].attributes[sc.ASYNC_OP_STATE_PREFIX + "budget"] == update.attributes["budget"]
 
 
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="asyncio.timeout is new in 3.11")
+def test_a_long_timeout_is_still_one_span(traced):
+    """Alive past the second after which live entities are shown while they
+    live, a timeout is still only its op (the sweeper shows no resource that
+    folds into its op)."""
+
+    async def main():
+        async with asyncio.timeout(5):
+            for _ in range(3):
+                await asyncio.sleep(0.4)
+
+    asyncio.run(main())
+    spans = traced.spans()
+    assert by_name(spans, "resource asyncio.Timeout") == []
+    assert len(by_name(spans, "async_op timeout")) == 1
+
+
 def test_sleep_cancelled(ck, run):
     async def sleeper():
         await asyncio.sleep(10)

@@ -119,7 +119,8 @@ class Instrumentation:
         show = self.policy.show_long_lived
         show(self.tasks.live(), now)
         show(self._old_ops(now), now)
-        show(iter(self.resources.live()), now)
+        # Not a timer or a timeout (their op says it all), nor asyncio's own helpers.
+        show((rs for rs in self.resources.live() if rs.pinnable()), now)
 
     def _old_ops(self, now: int) -> Iterator[Wait]:
         """The ops open for long enough to be shown while they live. Ops are
