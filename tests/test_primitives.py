@@ -1439,8 +1439,8 @@ def test_a_long_timeout_is_still_one_span(traced):
 
     async def main():
         async with asyncio.timeout(5):
-            for _ in range(3):
-                await asyncio.sleep(0.4)
+            for _ in range(6):  # swept (every 250 ms) after the second
+                await asyncio.sleep(0.3)
 
     asyncio.run(main())
     spans = traced.spans()
