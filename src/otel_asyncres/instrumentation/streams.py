@@ -10,15 +10,18 @@ moved is read from the call itself:
   data received, the byte count, the accepted socket), read when the task
   resumes on it; what ``sock_sendall`` sends is its argument;
 - a ``StreamReader`` read returns what it takes from the reader's buffer,
-  and every such take ends with ``_maybe_resume_transport()``: the one hook
-  here, on readers that are resources already, reads the taken bytes from its
-  caller's frame and ends the op at that moment;
+  and every such take ends with ``_maybe_resume_transport()``: a hook there,
+  on readers that are resources already, reads the taken bytes from its
+  caller's frame and ends the op at that moment (a second, on ``feed_eof``,
+  notes the end of the stream);
 - a connection, a ``getaddrinfo`` and a subprocess's ``communicate`` carry the
   address, the host and port, or the sizes of the outputs.
 
 States are read from the objects (buffered bytes and EOF, a socket's file
 descriptor and addresses, a process's pid and return code) when an op on
-them begins waiting and when it ends; they are not followed in between.
+them begins waiting and when it ends, and a reader's at its EOF; they are not
+followed in between (a byte count per ``data_received`` would cost more than
+it shows).
 """
 
 from __future__ import annotations
@@ -142,6 +145,20 @@ class ReaderTakes:
                     registry.count_error("StreamReader read", exc)
 
         patcher.replace(asyncio.StreamReader, "_maybe_resume_transport", _maybe_resume_transport)
+        original_eof = asyncio.StreamReader.feed_eof
+
+        def feed_eof(self: Any) -> None:
+            # The end of the stream is the one change worth a state update
+            # between ops (a read that finds it needs no wait, so no op).
+            original_eof(self)
+            rs = known(self) if registry.active else None
+            if rs is not None:
+                try:
+                    registry.observe(self, rs)
+                except Exception as exc:
+                    registry.count_error("StreamReader eof", exc)
+
+        patcher.replace(asyncio.StreamReader, "feed_eof", feed_eof)
 
     def taken(self, reader: Any, caller: FrameType) -> None:
         """``caller`` took bytes from ``reader``'s buffer: if that is the op its
