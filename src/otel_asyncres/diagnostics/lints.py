@@ -44,9 +44,10 @@ logger = logging.getLogger("otel_asyncres")
 SELF_WAKE_MIN_WAKES = 50
 
 #: Resource kinds whose ops are not waits worth a warning: a timer lasts as
-#: long as it was asked to, and waiting for a task (a worker, a group) for a
-#: long time is what a task that delegates does.
-_NOT_WAITS = frozenset({"Timer", "Task"})
+#: long as it was asked to, waiting for a task (a worker, a group) for a
+#: long time is what a task that delegates does, and a read on an idle
+#: connection or a wait for a subprocess waits on the world outside.
+_NOT_WAITS = frozenset({"Timer", "Task", "IO", "Process"})
 
 
 class Lint:

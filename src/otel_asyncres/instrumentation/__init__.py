@@ -2,7 +2,7 @@
 of every task, resource and async op (``model``), updated in place.
 
 Each source owns one concern (tasks, primitives, futures, joins, timers,
-executor work) and installs its hooks through one ``Patcher``, so that
+executor work, streams and sockets) and installs its hooks through one ``Patcher``, so that
 ``uninstall()`` restores every class exactly as it was. What no consumer
 needs is not hooked at all (trio's ``Instrument`` dispatch is the model):
 with ``detail="tasks"`` no resource or op is followed.
@@ -99,7 +99,7 @@ class Instrumentation:
             self.futures.install(self._patcher, classes, subclass=self.sources.future_subclass)
             primitives.install(self.resources, self.operations, self._patcher)
             timers.install(self.resources, self.operations, self.ops, self._patcher)
-            streams.install(self.operations)
+            streams.install(self.resources, self.operations, self.ops, self.tasks, self._patcher)
             self.joins.install(self._patcher, self.operations)
             self.operations.install()
         if self.lost_wakers is not None:

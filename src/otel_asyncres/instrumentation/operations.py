@@ -35,6 +35,8 @@ class OpSpec:
         "closes_resource",
         "family",
         "goes_on_when_cancelled",
+        "on_open",
+        "on_resume",
         "outcome",
         "ready",
         "resource",
@@ -50,6 +52,8 @@ class OpSpec:
         outcome: Callable[[Any], str | None] | None = None,
         closes_resource: bool = False,
         goes_on_when_cancelled: bool = False,
+        on_open: Callable[[Wait, FrameType, Any], None] | None = None,
+        on_resume: Callable[[Wait, Any], None] | None = None,
     ) -> None:
         self.source = source
         self.family = family
@@ -65,6 +69,12 @@ class OpSpec:
         #: A cancelled op may wait again before it raises (``Condition.wait``
         #: re-acquires its lock): it ends when it stops, not when cancelled.
         self.goes_on_when_cancelled = goes_on_when_cancelled
+        #: (new op, op frame, op coroutine): the op's own state from the call's
+        #: arguments (the bytes a ``sock_sendall`` sends), read while it is alive.
+        self.on_open = on_open
+        #: (op, the completed future it resumed on): what the wait returned
+        #: (the bytes a ``sock_recv`` received); only when it went well.
+        self.on_resume = on_resume
 
 
 def _self_of(frame: FrameType, coro: Any) -> Any:
@@ -124,6 +134,8 @@ class OperationWaits:
         else:
             handler = self._handler(spec)
             wait = self.ops.open(st, future, rs, spec.source, location, handler, now, _weak(op_coro))
+            if spec.on_open is not None:
+                spec.on_open(wait, op_frame, op_coro)
         refs = [_weak(obj)]
         for inner in involved:
             if inner is obj:
@@ -197,6 +209,8 @@ class _OpHandler:
         self.waits.ops.poll_started(wait, st, now)
         wait.outcome = self._outcome(wait, future, st)
         cancelled = wait.outcome == Outcome.CANCELLED
+        if self.spec.on_resume is not None and future is not None and wait.outcome == Outcome.OK:
+            self.spec.on_resume(wait, future)
         ready = self.spec.ready
         if (
             (cancelled and not self.spec.goes_on_when_cancelled)

@@ -1,20 +1,27 @@
-"""I/O as resources: streams, sockets, subprocesses, connections, name lookups.
+"""Streams, sockets, subprocesses and DNS, described as resources.
 
-Tokio's instrumentation has no I/O resources, so the convention is ours, in
-the style of the primitives: the object a task waits on is the resource (an
-``asyncio.StreamReader``, an ``asyncio.StreamWriter``, a socket, a
-subprocess), and each wait on it is an async op named after the method
-(``StreamReader.readline``, ``sock_recv``, ``Process.wait`` ...). Opening a
-connection and resolving a name have no object yet: like a sleep's timer, each
-is a resource made for its one op and folded into it (``open_connection``,
-``create_connection``, ``getaddrinfo``), which carries the peer's address.
+Tokio's instrumentation has no I/O resources, so the convention is ours
+(docs/mapping.md, *I/O resources*). The ops are recognised the way every
+other op is (``operations``): from the frames a task is parked in, so nothing
+is wrapped and a read that finds its data buffered costs nothing. What an op
+moved is read from the call itself:
 
-Nothing is wrapped and no attribute write is hooked: these classes are on the
-hot path of every network program. The ops are recognised as every op is, from
-the coroutine chain a task is parked in (``operations``), and a resource's
-state is read when an op on it begins, is resumed and ends. An I/O resource is
-first seen at its first wait, so it is marked adopted and placed where that
-wait is. uvloop's socket methods are compiled: waits in them are not ops.
+- the loop's ``sock_*`` methods complete a future with what they return (the
+  data received, the byte count, the accepted socket), read when the task
+  resumes on it; what ``sock_sendall`` sends is its argument;
+- a ``StreamReader`` read returns what it takes from the reader's buffer,
+  and every such take ends with ``_maybe_resume_transport()``: a hook there,
+  on readers that are resources already, reads the taken bytes from its
+  caller's frame and ends the op at that moment (a second, on ``feed_eof``,
+  notes the end of the stream);
+- a connection, a ``getaddrinfo`` and a subprocess's ``communicate`` carry the
+  address, the host and port, or the sizes of the outputs.
+
+States are read from the objects (buffered bytes and EOF, a socket's file
+descriptor and addresses, a process's pid and return code) when an op on
+them begins waiting and when it ends, and a reader's at its EOF; they are not
+followed in between (a byte count per ``data_received`` would cost more than
+it shows).
 """
 
 from __future__ import annotations
@@ -22,85 +29,277 @@ from __future__ import annotations
 import asyncio
 import asyncio.selector_events
 import asyncio.subprocess
+import contextlib
+import sys
 import weakref
+from time import time_ns
 from types import FrameType
 from typing import Any
 
-from ..model import StateValue
+from ..model import Outcome, StateValue
 from .operations import ALWAYS, OperationWaits, OpSpec
-from .resources import Family
+from .patching import Patcher
+from .resources import Family, ResourceRegistry
+from .task_state import MUTED
+from .tasks import TaskTracker
+from .waits import Ops, Wait
 
-#: Tokio's resource kinds are Sync, Timer and Channel; ours for I/O.
-KIND = "IO"
+#: Tokio's ``kind`` for what waits on the world outside the program.
+IO = "IO"
+PROCESS = "Process"
+
+READ = "StreamReader.read"
 
 
-def _goes_on(obj: Any, future: Any) -> bool:
-    """Not done on resume: a read loops until it has what it asked for, a
-    ``communicate`` waits for each pipe, a connection is made in steps; the
-    op ends when it stops."""
+def _never(obj: Any, future: Any) -> bool:
+    """The op goes on after a resume (a read waits for more data, a
+    connection resolves then connects): it ends when its task leaves it."""
     return False
 
 
-# -- streams ---------------------------------------------------------------------------------
+def _address(value: Any) -> str | None:
+    """``host:port`` for an IP address tuple, the path of a Unix socket."""
+    if isinstance(value, tuple) and len(value) >= 2:
+        host, port = value[0], value[1]
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    if isinstance(value, bytes):
+        value = value.decode(errors="replace")
+    return value if isinstance(value, str) and value else None
+
+
+def _peer_of(transport: Any) -> str | None:
+    if transport is None:
+        return None
+    try:
+        return _address(transport.get_extra_info("peername"))
+    except Exception:  # a transport of someone else's making
+        return None
+
+
+def _put(state: dict[str, StateValue], name: str, value: StateValue | None) -> None:
+    if value is not None:
+        state[name] = value
+
+
+# -- StreamReader, StreamWriter ---------------------------------------------------------------------
 
 
 def _reader_state(reader: Any) -> dict[str, StateValue]:
-    return {"buffered": len(reader._buffer), "eof": bool(reader._eof)}
+    state: dict[str, StateValue] = {"buffered": len(reader._buffer), "eof": bool(reader._eof)}
+    _put(state, "peer", _peer_of(reader._transport))
+    return state
 
 
 def _writer_state(writer: Any) -> dict[str, StateValue]:
-    transport = writer.transport
-    return {
-        "write_buffer": int(transport.get_write_buffer_size()) if transport is not None else 0,
-        "closing": bool(transport.is_closing()) if transport is not None else True,
+    transport = writer._transport
+    state: dict[str, StateValue] = {
+        "write_buffer": int(transport.get_write_buffer_size()),
+        "closing": bool(transport.is_closing()),
     }
+    _put(state, "peer", _peer_of(transport))
+    return state
 
 
-READER = Family(None, "asyncio.StreamReader", KIND, _reader_state, units={"buffered": "By"})
-WRITER = Family(None, "asyncio.StreamWriter", KIND, _writer_state, units={"write_buffer": "By"})
+READER = Family(asyncio.StreamReader, "asyncio.StreamReader", IO, _reader_state, units={"buffered": "By"})
+WRITER = Family(asyncio.StreamWriter, "asyncio.StreamWriter", IO, _writer_state, units={"write_buffer": "By"})
 
-# -- sockets (the loop's sock_* methods) ----------------------------------------------------------
+
+def _drain_opened(wait: Wait, frame: FrameType, coro: Any) -> None:
+    """What the drain waits to see written: the transport's buffer as it
+    began waiting (it ends once the buffer is below its low-water mark)."""
+    writer = frame.f_locals.get("self")
+    transport = getattr(writer, "_transport", None)
+    if transport is not None:
+        _set(wait, "write_buffer", int(transport.get_write_buffer_size()))
+
+
+def _set(wait: Wait, name: str, value: StateValue) -> None:
+    """The op's own state, exported as ``asyncio.async_op.state.<name>``:
+    a plain value, not an event per change."""
+    if wait.state is None:
+        wait.state = {}
+    wait.state[name] = value
+
+
+class ReaderTakes:
+    """The bytes a ``StreamReader`` op returned, seen where asyncio takes them
+    from the buffer (``_maybe_resume_transport``, called right after)."""
+
+    def __init__(self, registry: ResourceRegistry, tracker: TaskTracker, ops: Ops) -> None:
+        self.registry = registry
+        self.tracker = tracker
+        self.ops = ops
+
+    def install(self, patcher: Patcher) -> None:
+        original = getattr(asyncio.StreamReader, "_maybe_resume_transport")  # noqa: B009 (private, untyped)
+        registry, takes = self.registry, self
+        known = registry.get
+
+        def _maybe_resume_transport(self: Any) -> None:
+            # asyncio's version only resumes a paused transport; if that
+            # raises, it is raised as before (with this frame in its traceback).
+            original(self)
+            if registry.active and known(self) is not None:  # one lookup: readers that waited
+                try:
+                    takes.taken(self, sys._getframe(1))
+                except Exception as exc:
+                    registry.count_error("StreamReader read", exc)
+
+        patcher.replace(asyncio.StreamReader, "_maybe_resume_transport", _maybe_resume_transport)
+        original_eof = asyncio.StreamReader.feed_eof
+
+        def feed_eof(self: Any) -> None:
+            # The end of the stream is the one change worth a state update
+            # between ops (a read that finds it needs no wait, so no op).
+            original_eof(self)
+            rs = known(self) if registry.active else None
+            if rs is not None:
+                try:
+                    registry.observe(self, rs)
+                except Exception as exc:
+                    registry.count_error("StreamReader eof", exc)
+
+        patcher.replace(asyncio.StreamReader, "feed_eof", feed_eof)
+
+    def taken(self, reader: Any, caller: FrameType) -> None:
+        """``caller`` took bytes from ``reader``'s buffer: if that is the op its
+        task resumed in, they are the op's; a read that returns them ends
+        its op here (a ``read()`` to EOF goes on: its inner reads take)."""
+        st = self.tracker.current()
+        if st is None or st is MUTED:
+            return
+        wait = st.resumed
+        if wait is None or wait.completed or not wait.id or not wait.objects:
+            return
+        if wait.objects[0]() is not reader:
+            return
+        now = time_ns()
+        wait.touched_at = now
+        local = caller.f_locals
+        data = local.get("data")
+        if data is None:
+            data = local.get("chunk")
+        if not isinstance(data, (bytes, bytearray)):
+            return  # a read giving up on a too long line: it raises
+        _set(wait, "bytes", int((wait.state or {}).get("bytes", 0)) + len(data))
+        if wait.source != READ or _is_frame_of(wait.key, caller):
+            self.ops.completed(wait, now, wait.outcome or Outcome.OK)
+
+
+def _is_frame_of(key: Any, frame: FrameType) -> bool:
+    """Whether ``frame`` is the op's own (``key``: a weak reference to its
+    coroutine): a ``read()`` to EOF ends when its outer call returns."""
+    coro = key() if key is not None else None
+    return coro is not None and coro.cr_frame is frame
+
+
+# -- sockets ---------------------------------------------------------------------------------------
 
 
 def _socket_state(sock: Any) -> dict[str, StateValue]:
-    """``fd`` is -1 once the socket is closed."""
-    return {"fd": int(sock.fileno())}
+    state: dict[str, StateValue] = {"fd": int(sock.fileno())}
+    for name, read in (("local", sock.getsockname), ("peer", sock.getpeername)):
+        with contextlib.suppress(OSError):  # not bound, not connected, closed
+            _put(state, name, _address(read()))
+    return state
 
 
-def _socket_of(frame: FrameType, coro: Any) -> Any:
-    return frame.f_locals.get("sock")
+SOCKET = Family(None, "socket.socket", IO, _socket_state)
 
 
-SOCKET = Family(None, "socket.socket", KIND, _socket_state)
-_SOCKET_OPS = ("sock_recv", "sock_recv_into", "sock_sendall", "sock_accept", "sock_connect")
-
-# -- subprocesses -------------------------------------------------------------------------------
-
-
-def _process_state(process: Any) -> dict[str, StateValue]:
-    """``returncode`` means something once ``exited``."""
-    code = process.returncode
-    return {"pid": int(process.pid), "exited": code is not None, "returncode": int(code or 0)}
+def _arguments(frame: FrameType | None, coro: Any) -> Any:
+    """The call's arguments, from its frame (asyncio's own methods: uvloop's
+    are Cython, awaited through a wrapper that hides them, so never seen)."""
+    return frame.f_locals if frame is not None else {}
 
 
-PROCESS = Family(None, "asyncio.subprocess.Process", KIND, _process_state)
+def _sock_argument(frame: FrameType, coro: Any) -> Any:
+    return _arguments(frame, coro).get("sock")
 
-# -- opening a connection, resolving a name: no object yet, folded into the op ----------------------
+
+def _received(wait: Wait, future: Any) -> None:
+    data = future._result
+    if isinstance(data, (bytes, bytearray)):
+        _set(wait, "bytes", len(data))
 
 
-def _address_state(coro: Any) -> dict[str, StateValue]:
-    local = coro.cr_frame.f_locals
-    host, port = local.get("host"), local.get("port")
-    return {"host": "" if host is None else str(host), "port": "" if port is None else str(port)}
+def _received_into(wait: Wait, future: Any) -> None:
+    if isinstance(future._result, int):
+        _set(wait, "bytes", future._result)
+
+
+def _accepted(wait: Wait, future: Any) -> None:
+    result = future._result
+    if isinstance(result, tuple) and len(result) == 2:
+        _put_op(wait, "peer", _address(result[1]))
+
+
+def _sending(wait: Wait, frame: FrameType, coro: Any) -> None:
+    data = _arguments(frame, coro).get("data")
+    with contextlib.suppress(TypeError):  # no buffer: sock_sendall raises
+        _set(wait, "bytes", memoryview(data).nbytes)
+
+
+def _connecting(wait: Wait, frame: FrameType, coro: Any) -> None:
+    _put_op(wait, "peer", _address(_arguments(frame, coro).get("address")))
+
+
+def _put_op(wait: Wait, name: str, value: StateValue | None) -> None:
+    if value is not None:
+        _set(wait, name, value)
+
+
+# -- connections and DNS: made for one op, which carries them (as a sleep its timer) --------------
 
 
 def _op_coroutine(frame: FrameType, coro: Any) -> Any:
     return coro
 
 
-def _address_op(source: str) -> OpSpec:
-    family = Family(None, f"asyncio.{source}", KIND, _address_state, folds_into_op=True)
-    return OpSpec(source, family, _goes_on, resource=_op_coroutine, closes_resource=True)
+def _call_state(coro: Any) -> dict[str, StateValue]:
+    """The host and port (or path) the call was given, read from its frame
+    (none once it has returned: AttributeError, the state stays as read)."""
+    local = coro.cr_frame.f_locals
+    state: dict[str, StateValue] = {}
+    host, port, path = local.get("host"), local.get("port"), local.get("path")
+    if isinstance(host, bytes):
+        host = host.decode(errors="replace")
+    if isinstance(host, str):
+        state["host"] = host
+    if isinstance(port, int):
+        state["port"] = port
+    elif isinstance(port, (str, bytes)):
+        state["port"] = port.decode(errors="replace") if isinstance(port, bytes) else port
+    if isinstance(path, (str, bytes)):
+        state["path"] = _address(path) or ""
+    return state
+
+
+CONNECTION = Family(None, "asyncio.Connection", IO, _call_state, folds_into_op=True)
+DNS = Family(None, "asyncio.getaddrinfo", IO, _call_state, folds_into_op=True)
+
+# -- subprocesses ----------------------------------------------------------------------------------
+
+
+def _process_state(process: Any) -> dict[str, StateValue]:
+    state: dict[str, StateValue] = {"pid": int(process.pid)}
+    _put(state, "returncode", process.returncode)
+    return state
+
+
+PROCESS_FAMILY = Family(asyncio.subprocess.Process, "asyncio.subprocess.Process", PROCESS, _process_state)
+
+
+def _communicated(wait: Wait, future: Any) -> None:
+    """``communicate`` gathers (stdin, stdout, stderr): the outputs' sizes."""
+    result = future._result
+    if isinstance(result, list) and len(result) == 3:
+        for name, data in (("stdout", result[1]), ("stderr", result[2])):
+            if isinstance(data, (bytes, bytearray)):
+                _set(wait, f"{name}_bytes", len(data))
+
+
+# -- installation ----------------------------------------------------------------------------------
 
 
 # -- aiohttp's own streams ------------------------------------------------------------------------
@@ -131,7 +330,7 @@ def _install_aiohttp(streams: Any, waits: OperationWaits) -> None:
     reader = Family(
         None,
         "aiohttp.StreamReader",
-        KIND,
+        IO,
         _aiohttp_reader_state,
         units={"buffered": "By", "total_bytes": "By"},
     )
@@ -140,29 +339,51 @@ def _install_aiohttp(streams: Any, waits: OperationWaits) -> None:
         function = getattr(streams.StreamReader, method, None)
         if function is not None:
             spec = OpSpec(
-                f"StreamReader.{method}", reader, _goes_on, resource=_op_coroutine, closes_resource=True
+                f"StreamReader.{method}", reader, _never, resource=_op_coroutine, closes_resource=True
             )
             waits.add(function, spec)
-    queue = Family(None, "aiohttp.DataQueue", KIND, _queue_state)
+    queue = Family(None, "aiohttp.DataQueue", IO, _queue_state)
     waits.add(streams.DataQueue.read, OpSpec("DataQueue.read", queue, ALWAYS))
 
 
-# -- installation ---------------------------------------------------------------------------------
+def install(
+    registry: ResourceRegistry, waits: OperationWaits, ops: Ops, tracker: TaskTracker, patcher: Patcher
+) -> None:
+    for family in (READER, WRITER, PROCESS_FAMILY):
+        registry.add_family(family)
+    reader = asyncio.StreamReader
+    for name in ("read", "readline", "readexactly", "readuntil"):
+        waits.add(getattr(reader, name), OpSpec(f"StreamReader.{name}", READER, _never))
+    waits.add(asyncio.StreamWriter.drain, OpSpec("StreamWriter.drain", WRITER, ALWAYS, on_open=_drain_opened))
+    waits.add(asyncio.StreamWriter.wait_closed, OpSpec("StreamWriter.wait_closed", WRITER, ALWAYS))
+    ReaderTakes(registry, tracker, ops).install(patcher)
 
+    selector = asyncio.selector_events.BaseSelectorEventLoop
+    sockets: dict[str, dict[str, Any]] = {
+        "sock_recv": {"on_resume": _received},
+        "sock_recv_into": {"on_resume": _received_into},
+        "sock_sendall": {"on_open": _sending},
+        "sock_accept": {"on_resume": _accepted},
+        "sock_connect": {"on_open": _connecting},
+    }
+    for name, hooks in sockets.items():
+        waits.add(getattr(selector, name), OpSpec(name, SOCKET, ALWAYS, resource=_sock_argument, **hooks))
 
-def install(waits: OperationWaits) -> None:
-    reader, writer = asyncio.StreamReader, asyncio.StreamWriter
-    for method in ("read", "readline", "readexactly", "readuntil"):
-        waits.add(getattr(reader, method), OpSpec(f"StreamReader.{method}", READER, _goes_on))
-    for method in ("drain", "wait_closed"):
-        waits.add(getattr(writer, method), OpSpec(f"StreamWriter.{method}", WRITER, ALWAYS))
-    loop = asyncio.selector_events.BaseSelectorEventLoop
-    for method in _SOCKET_OPS:
-        waits.add(getattr(loop, method), OpSpec(method, SOCKET, ALWAYS, resource=_socket_of))
+    connecting = [asyncio.open_connection, asyncio.BaseEventLoop.create_connection]
+    unix = getattr(asyncio, "unix_events", None)
+    if unix is not None and hasattr(asyncio, "open_unix_connection"):
+        connecting += [asyncio.open_unix_connection, unix._UnixSelectorEventLoop.create_unix_connection]
+    for function in connecting:
+        spec = OpSpec(function.__name__, CONNECTION, _never, resource=_op_coroutine, closes_resource=True)
+        waits.add(function, spec)
+    dns = OpSpec("getaddrinfo", DNS, ALWAYS, resource=_op_coroutine, closes_resource=True)
+    waits.add(asyncio.BaseEventLoop.getaddrinfo, dns)
+
     process = asyncio.subprocess.Process
-    waits.add(process.wait, OpSpec("Process.wait", PROCESS, ALWAYS))
-    waits.add(process.communicate, OpSpec("Process.communicate", PROCESS, _goes_on))
-    waits.add(asyncio.open_connection, _address_op("open_connection"))
-    waits.add(asyncio.BaseEventLoop.create_connection, _address_op("create_connection"))
-    waits.add(asyncio.BaseEventLoop.getaddrinfo, _address_op("getaddrinfo"))
+    waits.add(process.wait, OpSpec("Process.wait", PROCESS_FAMILY, ALWAYS))
+    communicate = OpSpec("Process.communicate", PROCESS_FAMILY, _never, on_resume=_communicated)
+    waits.add(process.communicate, communicate)
     waits.add_when_imported("aiohttp.streams", _install_aiohttp)
+
+
+__all__ = ["CONNECTION", "DNS", "PROCESS_FAMILY", "READER", "SOCKET", "WRITER", "install"]
