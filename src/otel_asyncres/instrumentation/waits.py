@@ -190,6 +190,12 @@ class Wait(Entity):
         folded.add_wait((self.concrete_type, self.source), self.duration())
 
     def woken_by(self, waker: TaskState) -> None:
+        """Note the task whose action woke the op, unless it is the op's own:
+        a gather of tasks already done completes by callbacks its own task
+        scheduled, and a link from a span to its parent's span makes Jaeger
+        drop the parent reference (the op shows as a root there)."""
+        if waker is self.task:
+            return
         if self.wakers is None:
             self.wakers = [waker]
         elif self.wakers[-1] is not waker:
