@@ -303,8 +303,11 @@ def test_every_request_trace_holds_the_handlers_waits(budget: str) -> None:
     waited on: the worker's future and the sleep, always; the pool's
     Semaphore when the handler had to wait for a connection (10 concurrent
     requests for 2 connections: most do). The handler's ``put`` never waits
-    (the queue is unbounded), so it is no op. With the default budget,
-    short waits may be folded: then they are counted on the request's trace."""
+    (the queue is unbounded), so it is no op. With the default budget at
+    this load nothing needs folding, and the check is the same whether a wait
+    was shown or folded and counted on a span of the request's trace; under
+    sustained load the folded ones are counted on the handler's task, in the
+    connection's trace (a known gap, CHANGELOG)."""
     env = {"OTEL_ASYNCRES_BUDGET": "off"} if budget == "off" else {}
     with GrpcReceiver() as receiver:
         spans = _serve_and_load(receiver, 10, **env)
